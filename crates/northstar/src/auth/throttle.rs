@@ -1,0 +1,59 @@
+//! Log-in throttling, per account and per client address.
+//!
+//! Every attempt, successful or not, spends a token from both buckets
+//! (GCRA, via `governor`). Limits are per process; several nodes each
+//! enforce them on their own.
+
+use std::{net::IpAddr, num::NonZeroU32, time::Duration};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
+
+/// Attempts per account: a burst of this many, then one more per 6 seconds.
+pub const ATTEMPTS_PER_ACCOUNT_PER_MINUTE: u32 = 10;
+/// Attempts per client address: a burst of this many, then one more per 2 seconds.
+pub const ATTEMPTS_PER_ADDRESS_PER_MINUTE: u32 = 30;
+
+/// The two buckets.
+pub struct LoginThrottle {
+    per_account: DefaultKeyedRateLimiter<String>,
+    per_address: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LoginThrottle {
+    /// Buckets with the documented limits.
+    pub fn new() -> Self {
+        let quota = |per_minute: u32| {
+            Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN))
+        };
+        LoginThrottle {
+            per_account: RateLimiter::keyed(quota(ATTEMPTS_PER_ACCOUNT_PER_MINUTE)),
+            per_address: RateLimiter::keyed(quota(ATTEMPTS_PER_ADDRESS_PER_MINUTE)),
+        }
+    }
+
+    /// Spends an attempt for `email` from `address`; `Err` carries how long
+    /// to wait when either bucket is empty.
+    pub fn attempt(&self, email: &str, address: Option<IpAddr>) -> Result<(), Duration> {
+        let clock = governor::clock::DefaultClock::default();
+        if let Some(address) = address {
+            self.per_address
+                .check_key(&address)
+                .map_err(|not_until| not_until.wait_time_from(clock.now()))?;
+        }
+        self.per_account
+            .check_key(&email.to_lowercase())
+            .map_err(|not_until| not_until.wait_time_from(clock.now()))
+    }
+
+    /// Forgets buckets that are full again, so memory stays bounded.
+    pub fn forget_idle(&self) {
+        self.per_account.retain_recent();
+        self.per_address.retain_recent();
+    }
+}

@@ -1,0 +1,17 @@
+//! The HTTP layer: routes, extractors, handlers by resource, and the one
+//! error type they share.
+
+pub mod admin;
+pub mod api_keys;
+pub mod auth;
+pub mod caller;
+pub mod error;
+pub mod extract_json;
+pub mod health;
+pub mod members;
+mod router;
+pub mod session_cookie;
+pub mod tenant_scope;
+pub mod tenants;
+
+pub use router::{build_router, openapi};

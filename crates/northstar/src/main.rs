@@ -1,0 +1,5 @@
+//! The `northstar` command.
+
+fn main() -> std::process::ExitCode {
+    northstar::cli::main()
+}
