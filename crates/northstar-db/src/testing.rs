@@ -197,3 +197,19 @@ impl Drop for TestDatabase {
         let _ = dropped.join();
     }
 }
+
+impl TestDatabase {
+    /// A `DATABASE_URL` for this database as the administrative role, for
+    /// running the `northstar` binary against it.
+    pub fn admin_url(&self) -> String {
+        let options = self.admin_options();
+        let user = options.get_username();
+        let host = options.get_host();
+        let port = options.get_port();
+        if host.starts_with('/') {
+            format!("postgres://{user}@localhost:{port}/{}?host={host}", self.name)
+        } else {
+            format!("postgres://{user}@{host}:{port}/{}", self.name)
+        }
+    }
+}

@@ -32,7 +32,7 @@ impl AppState {
             pool,
             settings: Arc::new(settings),
             passwords: Passwords::new()?,
-            login_throttle: Arc::new(LoginThrottle::new()),
+            login_throttle: Arc::new(LoginThrottle::default()),
         })
     }
 }

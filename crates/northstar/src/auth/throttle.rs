@@ -20,20 +20,23 @@ pub struct LoginThrottle {
 }
 
 impl Default for LoginThrottle {
+    /// Buckets with the documented limits.
     fn default() -> Self {
-        Self::new()
+        let per_minute =
+            |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        Self::new(
+            per_minute(ATTEMPTS_PER_ACCOUNT_PER_MINUTE),
+            per_minute(ATTEMPTS_PER_ADDRESS_PER_MINUTE),
+        )
     }
 }
 
 impl LoginThrottle {
-    /// Buckets with the documented limits.
-    pub fn new() -> Self {
-        let quota = |per_minute: u32| {
-            Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN))
-        };
+    /// Buckets with the given quotas.
+    pub fn new(per_account: Quota, per_address: Quota) -> Self {
         LoginThrottle {
-            per_account: RateLimiter::keyed(quota(ATTEMPTS_PER_ACCOUNT_PER_MINUTE)),
-            per_address: RateLimiter::keyed(quota(ATTEMPTS_PER_ADDRESS_PER_MINUTE)),
+            per_account: RateLimiter::keyed(per_account),
+            per_address: RateLimiter::keyed(per_address),
         }
     }
 

@@ -33,7 +33,7 @@ pub struct CreateApiKeyRequest {
     pub kind: KeyKind,
     /// What the key is for, 1 to 100 characters.
     pub name: String,
-    /// For secret keys: `admin`, `editor` or `viewer`, at most the creator's own.
+    /// For secret keys: `admin`, `editor` or `viewer`.
     #[serde(default)]
     pub role: Option<Role>,
 }
@@ -86,9 +86,6 @@ pub async fn create(
         )),
         (KeyKind::Secret, Some(Role::Owner)) => {
             errors.push(FieldError::new("role", "a key cannot be an owner"))
-        }
-        (KeyKind::Secret, Some(role)) if !scope.role.at_least(role) => {
-            errors.push(FieldError::new("role", "cannot exceed your own role"))
         }
         (KeyKind::Write, Some(_)) => errors.push(FieldError::new(
             "role",

@@ -1,1 +1,12 @@
-fn main() {}
+//! Northstar's integration tests: one binary, a fresh database per test,
+//! the app in-process (`oneshot`) except where a real socket matters.
+
+mod support;
+
+mod admin;
+mod auth;
+mod cross_tenant;
+mod members;
+mod problems;
+mod rls;
+mod schema;

@@ -1,0 +1,625 @@
+//! The cost of Row Level Security on one representative tenant query.
+//!
+//! A seeded, deterministic dataset: 100 tenants and about 1,000,000
+//! `audit_log` rows, skewed (tenant #k gets a share proportional to
+//! k^-0.72, so the largest has ~10% and the median ~0.6%), with realistic
+//! actions and `at` uniform over the last 365 days, inserted in `at` order as
+//! an append-only log would be. Then the last-30-days activity breakdown
+//!
+//! ```sql
+//! SELECT action, count(*) FROM audit_log WHERE at >= now() - interval '30 days'
+//! GROUP BY action ORDER BY 2 DESC
+//! ```
+//!
+//! runs (a) as `northstar_app` in a transaction that first sets
+//! `app.tenant_id`, with no tenant filter of its own (the policy supplies it),
+//! and (b) as the superuser (which bypasses RLS) with an explicit
+//! `tenant_id = $1`, interleaved, for the largest and the median tenant. It
+//! prints percentiles, the ratio RLS / explicit, and `EXPLAIN (ANALYZE,
+//! BUFFERS)` of each so the plans can be compared. Timing is reported, never
+//! asserted; the two variants must return the same rows.
+//!
+//! ```text
+//! cargo bench -p northstar --bench rls_overhead [-- --iterations N --rows N]
+//! ```
+//!
+//! `BENCH_ITERATIONS` (default 200) and `BENCH_ROWS` (default 1,000,000)
+//! also set them. `DATABASE_URL` names the server (a superuser URL); unset,
+//! `postgres://postgres@127.0.0.1:5432/postgres`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use northstar_db::testing::TestDatabase;
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor, PgConnection};
+use uuid::Uuid;
+
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const TENANTS: i32 = 100;
+/// Tenant #k's share of the rows is proportional to k^-SKEW.
+const SKEW: f64 = 0.72;
+const DEFAULT_ROWS: u64 = 1_000_000;
+const DEFAULT_ITERATIONS: usize = 200;
+const WARM_UP: usize = 20;
+const SEED: f64 = 0.4242;
+
+const RLS_QUERY: &str = "SELECT action, count(*) FROM audit_log \
+     WHERE at >= now() - interval '30 days' GROUP BY action ORDER BY 2 DESC";
+const EXPLICIT_QUERY: &str = "SELECT action, count(*) FROM audit_log \
+     WHERE tenant_id = $1 AND at >= now() - interval '30 days' GROUP BY action ORDER BY 2 DESC";
+
+fn main() -> Result<()> {
+    if std::env::var_os("DATABASE_URL").is_none() {
+        return rerun_with_database_url();
+    }
+    let rows: u64 = option("--rows", "BENCH_ROWS")?.unwrap_or(DEFAULT_ROWS);
+    let iterations: usize =
+        option("--iterations", "BENCH_ITERATIONS")?.unwrap_or(DEFAULT_ITERATIONS);
+    ensure!(
+        rows >= u64::try_from(TENANTS)? && iterations > 0,
+        "need at least one row per tenant and one iteration"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    runtime.block_on(run(rows, iterations))
+}
+
+/// `TestDatabase` reads `DATABASE_URL` itself, and setting a variable in
+/// this process is `unsafe`; run this same binary again with it set.
+fn rerun_with_database_url() -> Result<()> {
+    eprintln!("DATABASE_URL is unset; using {DEFAULT_DATABASE_URL}");
+    let status = std::process::Command::new(std::env::current_exe().context("current exe")?)
+        .args(std::env::args_os().skip(1))
+        .env("DATABASE_URL", DEFAULT_DATABASE_URL)
+        .status()
+        .context("re-run the benchmark with DATABASE_URL set")?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+/// `--flag N` or `--flag=N`, else the environment variable. Other arguments
+/// (cargo passes `--bench`) are ignored.
+fn option<T: std::str::FromStr>(flag: &str, variable: &str) -> Result<Option<T>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut value = std::env::var(variable).ok();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if arg == flag {
+            value = Some(
+                iter.next()
+                    .with_context(|| format!("{flag} needs a value"))?
+                    .clone(),
+            );
+        } else if let Some(v) = arg.strip_prefix(flag).and_then(|v| v.strip_prefix('=')) {
+            value = Some(v.to_owned());
+        }
+    }
+    value
+        .map(|v| {
+            v.trim()
+                .replace('_', "")
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{flag} / {variable}: {v:?} is not a number"))
+        })
+        .transpose()
+}
+
+/// Rows per tenant #1..=100: proportional to k^-SKEW, summing to `total`.
+fn tenant_rows(total: u64) -> Vec<i32> {
+    let weights: Vec<f64> = (1..=TENANTS).map(|k| f64::from(k).powf(-SKEW)).collect();
+    let sum: f64 = weights.iter().sum();
+    let mut rows: Vec<i32> = weights
+        .iter()
+        .map(|w| ((total as f64) * w / sum).round().max(1.0) as i32)
+        .collect();
+    let assigned: i64 = rows.iter().map(|&n| i64::from(n)).sum();
+    rows[0] += (total as i64 - assigned) as i32;
+    rows
+}
+
+/// The deterministic id of tenant #k.
+const TENANT_ID_SQL: &str = "md5('northstar-bench-tenant-' || k)::uuid";
+
+async fn seed(admin: &mut PgConnection, rows: &[i32]) -> Result<()> {
+    admin
+        .execute("SET work_mem = '256MB'; SET maintenance_work_mem = '512MB'")
+        .await?;
+    sqlx::query("SELECT setseed($1)")
+        .bind(SEED)
+        .execute(&mut *admin)
+        .await?;
+    sqlx::query(&format!(
+        "INSERT INTO tenants (id, slug, name, plan)
+         SELECT {TENANT_ID_SQL}, 'tenant-' || lpad(k::text, 3, '0'), 'Tenant ' || k, 'growth'
+         FROM generate_series(1, {TENANTS}) AS k"
+    ))
+    .execute(&mut *admin)
+    .await?;
+    let ranks: Vec<i32> = (1..=TENANTS).collect();
+    // The actions, weighted by repetition: views dominate, changes are rare.
+    sqlx::query(&format!(
+        "INSERT INTO audit_log (tenant_id, at, actor, action, target, details, request_id)
+         SELECT tenant_id, at, actor, action, target, details, request_id FROM (
+             SELECT {tenant_id} AS tenant_id,
+                    now() - random() * interval '365 days' AS at,
+                    'user:member' || (1 + floor(random() * 25)::int) || '@tenant-' || k || '.test'
+                        AS actor,
+                    (ARRAY['dashboard.viewed', 'dashboard.viewed', 'dashboard.viewed',
+                           'dashboard.viewed', 'dashboard.viewed', 'dashboard.viewed',
+                           'dashboard.viewed', 'query.executed', 'query.executed',
+                           'query.executed', 'report.exported', 'report.exported',
+                           'dashboard.created', 'dashboard.updated', 'member.added',
+                           'member.role_changed', 'member.removed', 'api_key.created',
+                           'api_key.revoked', 'tenant.updated'])[1 + floor(random() * 20)::int]
+                        AS action,
+                    'object:' || (1 + floor(random() * 500)::int) AS target,
+                    jsonb_build_object('ip', '10.' || k || '.' || floor(random() * 256)::int
+                        || '.' || floor(random() * 256)::int) AS details,
+                    md5(k || ':' || g) AS request_id
+             FROM unnest($1::int4[], $2::int4[]) AS t(k, n), generate_series(1, t.n) AS g
+         ) AS generated
+         ORDER BY at",
+        tenant_id = TENANT_ID_SQL.replace("k)", "t.k)")
+    ))
+    .bind(&ranks)
+    .bind(rows)
+    .execute(&mut *admin)
+    .await?;
+    admin.execute("VACUUM (ANALYZE) tenants, audit_log").await?;
+    Ok(())
+}
+
+/// One measured tenant.
+struct Subject {
+    label: &'static str,
+    rank: i32,
+    id: Uuid,
+    rows: i32,
+    window_rows: i64,
+    rls_query: Vec<Duration>,
+    rls_tx: Vec<Duration>,
+    explicit: Vec<Duration>,
+}
+
+type Breakdown = Vec<(String, i64)>;
+
+/// As the app: a transaction that sets the tenant, then the query without
+/// a tenant filter. Returns (query time, whole transaction time).
+async fn run_rls(app: &mut PgConnection, tenant: Uuid) -> Result<(Duration, Duration, Breakdown)> {
+    let started = Instant::now();
+    let mut tx = app.begin().await?;
+    sqlx::query("select set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await?;
+    let query_started = Instant::now();
+    let rows: Breakdown = sqlx::query_as(RLS_QUERY).fetch_all(&mut *tx).await?;
+    let query = query_started.elapsed();
+    tx.commit().await?;
+    Ok((query, started.elapsed(), rows))
+}
+
+/// As the owner (superuser: no RLS), with the tenant filter written out.
+async fn run_explicit(owner: &mut PgConnection, tenant: Uuid) -> Result<(Duration, Breakdown)> {
+    let started = Instant::now();
+    let rows: Breakdown = sqlx::query_as(EXPLICIT_QUERY)
+        .bind(tenant)
+        .fetch_all(&mut *owner)
+        .await?;
+    Ok((started.elapsed(), rows))
+}
+
+async fn explain_rls(app: &mut PgConnection, tenant: Uuid) -> Result<Vec<String>> {
+    let mut tx = app.begin().await?;
+    sqlx::query("select set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await?;
+    let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, BUFFERS) {RLS_QUERY}"))
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(plan)
+}
+
+async fn explain_explicit(
+    owner: &mut PgConnection,
+    tenant: Uuid,
+    generic: bool,
+) -> Result<Vec<String>> {
+    let mode = if generic {
+        "force_generic_plan"
+    } else {
+        "auto"
+    };
+    owner
+        .execute(format!("SET plan_cache_mode = {mode}").as_str())
+        .await?;
+    let plan: Vec<String> =
+        sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, BUFFERS) {EXPLICIT_QUERY}"))
+            .bind(tenant)
+            .persistent(false)
+            .fetch_all(&mut *owner)
+            .await?;
+    owner.execute("RESET plan_cache_mode").await?;
+    Ok(plan)
+}
+
+/// What a plan does with the tenant predicate, in a few words.
+struct PlanFacts {
+    tenant_index_cond: bool,
+    seq_scan: bool,
+    jit: bool,
+    rows_removed_by_filter: i64,
+    execution_ms: f64,
+}
+
+impl PlanFacts {
+    fn of(plan: &[String]) -> PlanFacts {
+        let number_after = |line: &str, key: &str| -> Option<f64> {
+            let rest = &line[line.find(key)? + key.len()..];
+            rest.trim()
+                .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .next()?
+                .parse()
+                .ok()
+        };
+        PlanFacts {
+            tenant_index_cond: plan.iter().any(|l| l.contains("Index Cond: (tenant_id = ")),
+            seq_scan: plan.iter().any(|l| l.contains("Seq Scan on audit_log")),
+            jit: plan.iter().any(|l| l.trim_start().starts_with("JIT:")),
+            rows_removed_by_filter: plan
+                .iter()
+                .filter_map(|l| number_after(l, "Rows Removed by Filter:"))
+                .sum::<f64>() as i64,
+            execution_ms: plan
+                .iter()
+                .find_map(|l| number_after(l, "Execution Time:"))
+                .unwrap_or(f64::NAN),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "tenant predicate as index condition: {}; seq scan: {}; JIT: {}; rows removed by filter: {}; execution {:.2} ms",
+            yes(self.tenant_index_cond),
+            yes(self.seq_scan),
+            yes(self.jit),
+            self.rows_removed_by_filter,
+            self.execution_ms
+        )
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "tenant_index_cond": self.tenant_index_cond,
+            "seq_scan": self.seq_scan,
+            "jit": self.jit,
+            "rows_removed_by_filter": self.rows_removed_by_filter,
+            "execution_ms": round2(self.execution_ms),
+        })
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn print_plan(title: &str, plan: &[String]) {
+    println!("--- {title}");
+    for line in plan {
+        println!("    {line}");
+    }
+    println!("    => {}", PlanFacts::of(plan).describe());
+}
+
+/// How often a connection's cached statement ran with a generic or a custom plan.
+async fn plan_cache_counts(conn: &mut PgConnection, statement: &str) -> Result<(i64, i64)> {
+    let counts: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+    )
+    .bind(statement)
+    .persistent(false)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(counts.unwrap_or((0, 0)))
+}
+
+async fn run(total_rows: u64, iterations: usize) -> Result<()> {
+    let db = TestDatabase::create().await;
+    let mut admin = db.admin().await;
+    let server_version: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(&mut admin)
+        .await?;
+    let rows = tenant_rows(total_rows);
+    println!(
+        "RLS overhead benchmark: PostgreSQL {server_version}, {} CPUs; seeding {TENANTS} tenants \
+         and {total_rows} audit_log rows (largest tenant {}, median {}, smallest {}) …",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        rows[0],
+        rows[(TENANTS / 2 - 1) as usize],
+        rows[(TENANTS - 1) as usize],
+    );
+    let started = Instant::now();
+    seed(&mut admin, &rows).await.context("seed the dataset")?;
+    let (table_size, index_size): (String, String) = sqlx::query_as(
+        "SELECT pg_size_pretty(pg_table_size('audit_log')), \
+                pg_size_pretty(pg_indexes_size('audit_log'))",
+    )
+    .fetch_one(&mut admin)
+    .await?;
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes WHERE tablename = 'audit_log' ORDER BY indexname",
+    )
+    .fetch_all(&mut admin)
+    .await?;
+    println!(
+        "seeded and VACUUM ANALYZEd in {:.1} s; audit_log heap {table_size}, indexes {index_size}: {}",
+        started.elapsed().as_secs_f64(),
+        indexes.join("; ")
+    );
+    let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM tenants ORDER BY slug")
+        .fetch_all(&mut admin)
+        .await?;
+    ensure!(ids.len() == TENANTS as usize, "expected {TENANTS} tenants");
+    admin.close().await?;
+
+    // Fresh sessions for the measurement: the app role, and the superuser.
+    let mut app = PgConnection::connect_with(&db.app_options())
+        .await
+        .context("connect as northstar_app")?;
+    let mut owner = PgConnection::connect_with(&db.admin_options())
+        .await
+        .context("connect as the superuser")?;
+    let is_superuser: bool =
+        sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(&mut owner)
+            .await?;
+    ensure!(
+        is_superuser,
+        "DATABASE_URL must name a superuser (it bypasses RLS)"
+    );
+
+    let median_rank = TENANTS / 2;
+    let mut subjects = Vec::new();
+    for (label, rank) in [("largest", 1), ("median", median_rank)] {
+        subjects.push(Subject {
+            label,
+            rank,
+            id: ids[(rank - 1) as usize],
+            rows: rows[(rank - 1) as usize],
+            window_rows: 0,
+            rls_query: Vec::with_capacity(iterations),
+            rls_tx: Vec::with_capacity(iterations),
+            explicit: Vec::with_capacity(iterations),
+        });
+    }
+
+    // The two variants must agree, and each tenant must have data.
+    for subject in &mut subjects {
+        let (_, _, rls) = run_rls(&mut app, subject.id).await?;
+        let (_, explicit) = run_explicit(&mut owner, subject.id).await?;
+        ensure!(
+            rls == explicit && !rls.is_empty(),
+            "tenant #{}: RLS returned {rls:?}, explicit filter {explicit:?}",
+            subject.rank
+        );
+        subject.window_rows = rls.iter().map(|(_, n)| n).sum();
+    }
+    for _ in 0..WARM_UP {
+        for subject in &subjects {
+            run_rls(&mut app, subject.id).await?;
+            run_explicit(&mut owner, subject.id).await?;
+        }
+    }
+
+    // The plans, once each, on warm caches.
+    let mut plans = Vec::new();
+    for subject in &subjects {
+        let rls = explain_rls(&mut app, subject.id).await?;
+        let explicit = explain_explicit(&mut owner, subject.id, false).await?;
+        plans.push((rls, explicit));
+    }
+
+    for i in 0..iterations {
+        for (s, subject) in subjects.iter_mut().enumerate() {
+            // Alternate which variant goes first, so neither always finds
+            // the caches the other just warmed.
+            if (i + s) % 2 == 0 {
+                let (query, tx, _) = run_rls(&mut app, subject.id).await?;
+                let (explicit, _) = run_explicit(&mut owner, subject.id).await?;
+                subject.rls_query.push(query);
+                subject.rls_tx.push(tx);
+                subject.explicit.push(explicit);
+            } else {
+                let (explicit, _) = run_explicit(&mut owner, subject.id).await?;
+                let (query, tx, _) = run_rls(&mut app, subject.id).await?;
+                subject.rls_query.push(query);
+                subject.rls_tx.push(tx);
+                subject.explicit.push(explicit);
+            }
+        }
+    }
+
+    // Which plans the timed statements actually ran with: the explicit one
+    // has a parameter, so after five runs PostgreSQL may switch to a generic
+    // plan, which (like the RLS one) does not know the tenant in advance.
+    let (rls_generic, rls_custom) = plan_cache_counts(&mut app, RLS_QUERY).await?;
+    let (explicit_generic, explicit_custom) = plan_cache_counts(&mut owner, EXPLICIT_QUERY).await?;
+    let generic_plan = if explicit_generic > 0 {
+        Some(explain_explicit(&mut owner, subjects[0].id, true).await?)
+    } else {
+        None
+    };
+
+    println!();
+    println!("EXPLAIN (ANALYZE, BUFFERS), once each after warm-up:");
+    for (subject, (rls, explicit)) in subjects.iter().zip(&plans) {
+        print_plan(
+            &format!(
+                "{} tenant (#{}), RLS as northstar_app, no tenant filter in the query",
+                subject.label, subject.rank
+            ),
+            rls,
+        );
+        print_plan(
+            &format!(
+                "{} tenant (#{}), superuser with explicit tenant_id = $1 (custom plan)",
+                subject.label, subject.rank
+            ),
+            explicit,
+        );
+    }
+    if let Some(plan) = &generic_plan {
+        print_plan(
+            &format!(
+                "{} tenant (#{}), superuser with explicit tenant_id = $1 (generic plan, as used by {explicit_generic} of the timed runs)",
+                subjects[0].label, subjects[0].rank
+            ),
+            plan,
+        );
+    }
+    println!(
+        "plan cache: RLS statement {rls_generic} generic / {rls_custom} custom plans; \
+         explicit statement {explicit_generic} generic / {explicit_custom} custom plans"
+    );
+
+    println!();
+    println!(
+        "{iterations} interleaved iterations per variant and tenant, after {WARM_UP} warm-up; \
+         query time unless noted"
+    );
+    println!(
+        "{:<22} {:>8} {:>8}  {:<44} {:>8} {:>8} {:>8}",
+        "tenant", "rows", "30 days", "variant", "p50 ms", "p95 ms", "mean ms"
+    );
+    let mut summary = Vec::new();
+    for (subject, (rls_plan, explicit_plan)) in subjects.iter().zip(&plans) {
+        let rls = Stats::of(&subject.rls_query);
+        let rls_tx = Stats::of(&subject.rls_tx);
+        let explicit = Stats::of(&subject.explicit);
+        let name = format!("{} (#{})", subject.label, subject.rank);
+        let lines = [
+            (name.as_str(), "RLS, app role (query only)", &rls),
+            (
+                "",
+                "RLS, whole tx (begin, set_config, query, commit)",
+                &rls_tx,
+            ),
+            ("", "explicit tenant_id, superuser", &explicit),
+        ];
+        for (i, (tenant, variant, stats)) in lines.into_iter().enumerate() {
+            let (rows, window) = if i == 0 {
+                (subject.rows.to_string(), subject.window_rows.to_string())
+            } else {
+                (String::new(), String::new())
+            };
+            println!(
+                "{tenant:<22} {rows:>8} {window:>8}  {variant:<44} {:>8.3} {:>8.3} {:>8.3}",
+                stats.p50, stats.p95, stats.mean
+            );
+        }
+        println!(
+            "{:<22} {:>8} {:>8}  {:<44} {:>7.2}x {:>7.2}x {:>7.2}x",
+            "",
+            "",
+            "",
+            "ratio RLS / explicit (query only)",
+            rls.p50 / explicit.p50,
+            rls.p95 / explicit.p95,
+            rls.mean / explicit.mean
+        );
+        summary.push(json!({
+            "tenant": subject.label,
+            "rank": subject.rank,
+            "rows": subject.rows,
+            "rows_last_30_days": subject.window_rows,
+            "rls_query_ms": rls.json(),
+            "rls_tx_ms": rls_tx.json(),
+            "explicit_ms": explicit.json(),
+            "ratio_p50": round2(rls.p50 / explicit.p50),
+            "ratio_p95": round2(rls.p95 / explicit.p95),
+            "rls_plan": PlanFacts::of(rls_plan).json(),
+            "explicit_plan": PlanFacts::of(explicit_plan).json(),
+        }));
+    }
+    println!();
+    println!(
+        "note: the schema has no index on audit_log (tenant_id, at); the policy predicate can use \
+         only the (tenant_id, id) primary key, and `at` is then a filter (see the plans above)"
+    );
+    println!(
+        "{}",
+        json!({
+            "bench": "rls_overhead",
+            "postgres": server_version,
+            "cpus": std::thread::available_parallelism().map_or(0, usize::from),
+            "tenants": TENANTS,
+            "audit_rows": total_rows,
+            "iterations": iterations,
+            "warm_up": WARM_UP,
+            "explicit_plan_cache": { "generic": explicit_generic, "custom": explicit_custom },
+            "results": summary,
+        })
+    );
+
+    app.close().await?;
+    owner.close().await?;
+    drop(db);
+    Ok(())
+}
+
+/// Latency summary, in milliseconds.
+struct Stats {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    max: f64,
+    mean: f64,
+    n: usize,
+}
+
+impl Stats {
+    fn of(samples: &[Duration]) -> Stats {
+        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        ms.sort_by(f64::total_cmp);
+        Stats {
+            p50: percentile(&ms, 50.0),
+            p95: percentile(&ms, 95.0),
+            p99: percentile(&ms, 99.0),
+            max: ms.last().copied().unwrap_or(f64::NAN),
+            mean: ms.iter().sum::<f64>() / ms.len() as f64,
+            n: ms.len(),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "n": self.n,
+            "p50": round3(self.p50),
+            "p95": round3(self.p95),
+            "p99": round3(self.p99),
+            "max": round3(self.max),
+            "mean": round3(self.mean),
+        })
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}

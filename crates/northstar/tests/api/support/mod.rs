@@ -1,0 +1,333 @@
+//! `TestApp`: the real router over a throwaway database, and personas that
+//! call it as a signed-in user, an API key, or nobody.
+
+#![allow(dead_code, reason = "each test module uses a different part of the support")]
+
+use std::{sync::OnceLock, time::Duration};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderMap, Method, Request, StatusCode, header},
+};
+use http_body_util::BodyExt;
+use governor::Quota;
+use northstar::{
+    AppState,
+    auth::throttle::{self, LoginThrottle},
+    build_router,
+    config::HttpSettings,
+};
+use std::num::NonZeroU32;
+use northstar_db::{
+    audit::Actor,
+    memberships::Role,
+    provisioning::{self, ProvisionOutcome, ProvisionRequest},
+    testing::TestDatabase,
+    users,
+};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+/// The password of every persona.
+pub const PASSWORD: &str = "correct horse battery staple";
+/// The public origin the test app believes it is served at.
+pub const ORIGIN: &str = "https://northstar.test";
+
+/// The app over its own database.
+pub struct TestApp {
+    /// The database; dropped (and with it the database) after the app.
+    pub db: TestDatabase,
+    /// The state the router was built from.
+    pub state: AppState,
+    router: Router,
+}
+
+/// An HTTP response, its body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestResponse {
+    /// The `code` of a problem body.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+
+    /// The header, as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+fn password_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        use argon2::{
+            Argon2, PasswordHasher,
+            password_hash::{SaltString, rand_core::OsRng},
+        };
+        Argon2::default()
+            .hash_password(PASSWORD.as_bytes(), &SaltString::generate(&mut OsRng))
+            .expect("hash")
+            .to_string()
+    })
+}
+
+/// Settings as in production: HTTPS origin, Secure cookies.
+pub fn test_settings() -> HttpSettings {
+    HttpSettings {
+        public_origin: ORIGIN.into(),
+        secure_cookies: true,
+        max_body_bytes: 64 * 1024,
+        session_idle: Duration::from_secs(3600),
+        session_max: Duration::from_secs(24 * 3600),
+    }
+}
+
+/// The production bursts, refilled hourly instead of per minute, so that a
+/// slow test run cannot refill a bucket mid-test.
+fn slow_refill_throttle() -> LoginThrottle {
+    let per_hour = |n: u32| Quota::per_hour(NonZeroU32::new(n).expect("non-zero"));
+    LoginThrottle::new(
+        per_hour(throttle::ATTEMPTS_PER_ACCOUNT_PER_MINUTE),
+        per_hour(throttle::ATTEMPTS_PER_ADDRESS_PER_MINUTE),
+    )
+}
+
+impl TestApp {
+    /// The app over a fresh database, with production-like settings.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(test_settings()).await
+    }
+
+    /// The app with custom settings.
+    pub async fn spawn_with(settings: HttpSettings) -> Self {
+        let db = TestDatabase::create().await;
+        let mut state = AppState::new(db.app_pool().clone(), settings).expect("state");
+        state.login_throttle = std::sync::Arc::new(slow_refill_throttle());
+        let router = build_router(state.clone());
+        TestApp { db, state, router }
+    }
+
+    /// Sends a request through the router in-process.
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        send(&self.router, request).await
+    }
+
+    /// Nobody: no cookie, no key.
+    pub fn anonymous(&self) -> Persona {
+        Persona {
+            router: self.router.clone(),
+            email: String::new(),
+            user_id: None,
+            cookie: None,
+            csrf: None,
+            bearer: None,
+        }
+    }
+
+    /// A user with the persona password, created if needed.
+    pub async fn user(&self, email: &str) -> Uuid {
+        let mut conn = self.db.app_pool().acquire().await.expect("connection");
+        let (user, _) = users::find_or_create(&mut conn, email, "Test user", Some(password_hash()))
+            .await
+            .expect("create user");
+        user.id
+    }
+
+    /// Signs `email` in (creating the user) and returns the persona.
+    pub async fn sign_in(&self, email: &str) -> Persona {
+        let user_id = self.user(email).await;
+        let mut persona = self.anonymous();
+        let response = persona
+            .post(
+                "/api/v1/auth/login",
+                json!({ "email": email, "password": PASSWORD }),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "log-in failed: {}", response.text);
+        persona.cookie = Some(session_cookie(&response.headers).expect("session cookie"));
+        persona.csrf = response.body["csrf_token"].as_str().map(str::to_owned);
+        persona.email = email.to_owned();
+        persona.user_id = Some(user_id);
+        persona
+    }
+
+    /// A signed-in platform super-admin.
+    pub async fn superadmin(&self) -> Persona {
+        let email = "root@platform.test";
+        let id = self.user(email).await;
+        users::set_superadmin(self.db.app_pool(), id, true)
+            .await
+            .expect("make super-admin");
+        self.sign_in(email).await
+    }
+
+    /// Provisions tenant `slug` whose owner is `owner@<slug>.test`.
+    pub async fn tenant(&self, slug: &str) -> TestTenant {
+        let owner_email = format!("owner@{slug}.test");
+        self.user(&owner_email).await;
+        let outcome = provisioning::provision_tenant(
+            self.db.app_pool(),
+            &ProvisionRequest {
+                slug,
+                name: &format!("Tenant {slug}"),
+                plan: None,
+                owner_email: &owner_email,
+                owner_name: "Owner",
+                owner_password_hash: None,
+                actor: &Actor::cli(),
+            },
+        )
+        .await
+        .expect("provision");
+        let ProvisionOutcome::Created(done) = outcome else {
+            panic!("tenant {slug} already exists");
+        };
+        TestTenant {
+            slug: slug.to_owned(),
+            id: done.tenant.id,
+            write_key: done.write_key.secret,
+        }
+    }
+
+    /// Signs in the owner of `tenant`.
+    pub async fn owner(&self, tenant: &TestTenant) -> Persona {
+        self.sign_in(&format!("owner@{}.test", tenant.slug)).await
+    }
+
+    /// A new user with `role` in `tenant`, signed in.
+    pub async fn member(&self, tenant: &TestTenant, role: Role) -> Persona {
+        let role_name = json!(role).as_str().expect("role name").to_owned();
+        let email = format!("{role_name}-{}@{}.test", Uuid::new_v4().simple(), tenant.slug);
+        let user_id = self.user(&email).await;
+        let mut tx = northstar_db::TenantTx::begin(self.db.app_pool(), tenant.id)
+            .await
+            .expect("tenant tx");
+        northstar_db::memberships::add(&mut tx, user_id, role)
+            .await
+            .expect("add member");
+        tx.commit().await.expect("commit");
+        self.sign_in(&email).await
+    }
+
+    /// A persona authenticating with a new secret key of `role` in `tenant`.
+    pub async fn secret_key(&self, tenant: &TestTenant, role: Role) -> Persona {
+        let mut tx = northstar_db::TenantTx::begin(self.db.app_pool(), tenant.id)
+            .await
+            .expect("tenant tx");
+        let key = northstar_db::api_keys::create(
+            &mut tx,
+            northstar_db::api_keys::KeyKind::Secret,
+            "test key",
+            Some(role),
+            None,
+        )
+        .await
+        .expect("create key");
+        tx.commit().await.expect("commit");
+        let mut persona = self.anonymous();
+        persona.bearer = Some(key.secret);
+        persona
+    }
+}
+
+/// A provisioned tenant.
+pub struct TestTenant {
+    pub slug: String,
+    pub id: Uuid,
+    pub write_key: String,
+}
+
+/// Someone calling the API.
+#[derive(Clone)]
+pub struct Persona {
+    router: Router,
+    pub email: String,
+    pub user_id: Option<Uuid>,
+    /// `name=value` of the session cookie.
+    pub cookie: Option<String>,
+    pub csrf: Option<String>,
+    pub bearer: Option<String>,
+}
+
+impl Persona {
+    /// A request with this persona's credentials (and CSRF token).
+    pub fn request(&self, method: Method, path: &str, body: Option<Value>) -> Request<Body> {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(cookie) = &self.cookie {
+            builder = builder.header(header::COOKIE, cookie);
+        }
+        if let Some(csrf) = &self.csrf {
+            builder = builder.header("x-csrf-token", csrf);
+        }
+        if let Some(bearer) = &self.bearer {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {bearer}"));
+        }
+        match body {
+            Some(body) => builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        }
+        .expect("request")
+    }
+
+    /// Sends any request through the router.
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        send(&self.router, request).await
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.send(self.request(Method::GET, path, None)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> TestResponse {
+        self.send(self.request(Method::POST, path, Some(body))).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> TestResponse {
+        self.send(self.request(Method::PATCH, path, Some(body))).await
+    }
+
+    pub async fn delete(&self, path: &str) -> TestResponse {
+        self.send(self.request(Method::DELETE, path, None)).await
+    }
+}
+
+async fn send(router: &Router, request: Request<Body>) -> TestResponse {
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    TestResponse {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+/// `name=value` of the session cookie a response sets.
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.contains("northstar_session="))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+}
