@@ -5,8 +5,11 @@ mod support;
 
 mod admin;
 mod auth;
+mod cli;
+mod config_docs;
 mod cross_tenant;
 mod members;
+mod openapi;
 mod problems;
 mod rls;
 mod schema;
