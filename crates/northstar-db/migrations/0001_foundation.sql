@@ -98,7 +98,7 @@ CREATE TABLE api_keys (
     name text NOT NULL,
     -- The first characters of the key, shown to people to tell keys apart.
     prefix text NOT NULL,
-    -- SHA-256 of the whole key: keys are 190-bit random, so a fast hash is safe.
+    -- SHA-256 of the whole key: keys are 192-bit random, so a fast hash is safe.
     key_hash bytea NOT NULL,
     role text CHECK (role IN ('admin', 'editor', 'viewer')),
     created_by uuid REFERENCES users (id) ON DELETE SET NULL,
@@ -116,7 +116,7 @@ CREATE TABLE audit_log (
     tenant_id uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     id bigint GENERATED ALWAYS AS IDENTITY,
     at timestamptz NOT NULL DEFAULT now(),
-    -- Who acted: 'user:<email>', 'api_key:<prefix>', 'cli' or 'system'.
+    -- Who acted: 'user:<email>', 'api_key:<key id>', 'cli' or 'demo'.
     actor text NOT NULL,
     actor_user_id uuid,
     action text NOT NULL,

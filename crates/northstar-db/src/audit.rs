@@ -11,7 +11,7 @@ use crate::{DbError, TenantTx};
 /// Who performed an audited action.
 #[derive(Debug, Clone)]
 pub struct Actor {
-    /// `user:<email>`, `api_key:<prefix>`, `cli` or `system`.
+    /// `user:<email>`, `api_key:<key id>`, `cli` or `demo`.
     pub label: String,
     /// The user, when a person acted.
     pub user_id: Option<Uuid>,

@@ -320,7 +320,7 @@ impl EmbeddedCluster {
                 if attach && layout.cluster_is_up() {
                     tracing::info!(
                         data_dir = %layout.data_dir.display(),
-                        pid = ?pid,
+                        server_pid = pid,
                         "attached to the embedded PostgreSQL of a running Northstar"
                     );
                     return Ok(EmbeddedCluster {

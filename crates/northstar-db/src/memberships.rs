@@ -15,11 +15,11 @@ use crate::{DbError, TenantTx};
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Everything, including other owners and deleting the tenant.
+    /// Everything, including granting, changing and removing owners.
     Owner,
-    /// Members, API keys and settings, but not owners.
+    /// Members (except owners), API keys and the audit log.
     Admin,
-    /// Dashboards and data.
+    /// Will edit dashboards and data; today reads like a viewer.
     Editor,
     /// Read-only.
     Viewer,

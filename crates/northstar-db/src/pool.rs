@@ -48,13 +48,12 @@ impl DatabaseTarget {
         }
     }
 
-    /// The app's connection: same server and database, as `northstar_app`.
+    /// The app's connection: same server and database, as `northstar_app`,
+    /// with `password` or none (never the administrative one).
     pub fn app_options(&self, password: Option<&str>) -> PgConnectOptions {
-        let options = self.admin_options().username(roles::APP_ROLE);
-        match password {
-            Some(password) => options.password(password),
-            None => options,
-        }
+        self.admin_options()
+            .username(roles::APP_ROLE)
+            .password(password.unwrap_or_default())
     }
 
     /// Stops the embedded cluster, if this process started it.

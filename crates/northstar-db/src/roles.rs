@@ -48,8 +48,8 @@ REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 /// Creates the roles when missing, sets the app role's password when one is
 /// configured, and applies every pending migration as the owner role.
 ///
-/// `admin` must be a superuser (creating a `BYPASSRLS` role requires it) or
-/// a role that is already a member of `northstar_owner`.
+/// `admin` must be a superuser: creating a `BYPASSRLS` role, granting on the
+/// database and setting role passwords require it.
 pub async fn bootstrap_and_migrate(
     admin: &mut PgConnection,
     app_password: Option<&str>,

@@ -104,7 +104,7 @@ pub struct ServerConfig {
     #[arg(long, env = "NORTHSTAR_PUBLIC_URL")]
     pub public_url: Option<String>,
 
-    /// Largest accepted request body of the REST API, in bytes.
+    /// Largest accepted request body, in bytes.
     #[arg(long, env = "NORTHSTAR_MAX_BODY_BYTES", default_value_t = 1_048_576)]
     pub max_body_bytes: usize,
 

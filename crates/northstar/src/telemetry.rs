@@ -12,6 +12,11 @@ pub fn init(config: &LogConfig) {
         Ok(filter) => (filter, None),
         Err(err) => (EnvFilter::new("info"), Some(err)),
     };
+    // PostgreSQL's NOTICEs ("relation … already exists, skipping") are noise.
+    let filter = match "sqlx::postgres::notice=warn".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     let json = match config.log_format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,

@@ -1,8 +1,10 @@
 //! Log-in throttling, per account and per client address.
 //!
-//! Every attempt, successful or not, spends a token from both buckets
-//! (GCRA, via `governor`). Limits are per process; several nodes each
-//! enforce them on their own.
+//! Every attempt, successful or not, spends a token from the address bucket
+//! and then from the account bucket (GCRA, via `governor`); an attempt
+//! refused by the first does not spend from the second. Limits are per
+//! process; several nodes each enforce them on their own. The address is the
+//! TCP peer: behind a reverse proxy every client shares the proxy's bucket.
 
 use std::{net::IpAddr, num::NonZeroU32, time::Duration};
 
