@@ -65,7 +65,7 @@ const FIXTURES: &[Fixture] = &[
         table: "audit_log",
         tenant_column: "tenant_id",
         insert: "INSERT INTO audit_log (tenant_id, actor, actor_user_id, action)
-                 VALUES ($1, 'system', $2, 'rls.fixture')",
+                 VALUES ($1, 'cli', $2, 'rls.fixture')",
         set: "action = action || ' (changed)'",
         app_may_update: false,
         app_may_delete: false,
@@ -112,7 +112,7 @@ enum Finish {
 async fn begin_as<'c>(conn: &'c mut PgConnection, ctx: &Ctx) -> Transaction<'c, Postgres> {
     let mut tx = conn.begin().await.expect("begin");
     if let Ctx::Set(value) = ctx {
-        sqlx::query(if std::env::var("RLS_SESSION").is_ok() { "select set_config('app.tenant_id', $1, false)" } else { "select set_config('app.tenant_id', $1, true)" })
+        sqlx::query("select set_config('app.tenant_id', $1, true)")
             .bind(value)
             .execute(&mut *tx)
             .await
@@ -232,9 +232,6 @@ impl World {
             }
         }
 
-        if let Ok(m) = std::env::var("RLS_MUTATION") {
-            sqlx::raw_sql(&m).execute(&mut admin).await.expect("mutation");
-        }
         let mut app = PgConnection::connect_with(&db.app_options())
             .await
             .expect("connect as the app role");
@@ -340,13 +337,12 @@ async fn fixtures_for_catalog(admin: &mut PgConnection) -> Vec<&'static Fixture>
         format!("the fixture for {t} matches no tenant-scoped table: remove or rename it")
     }));
     for table in &discovered {
-        if let Some(fixture) = FIXTURES.iter().find(|f| f.table == table.name) {
-            if fixture.tenant_column != table.tenant_column {
-                problems.push(format!(
-                    "the fixture for {} names tenant column {}, the catalog {}",
-                    table.name, fixture.tenant_column, table.tenant_column
-                ));
-            }
+        let fixture = FIXTURES.iter().find(|f| f.table == table.name);
+        if let Some(fixture) = fixture.filter(|f| f.tenant_column != table.tenant_column) {
+            problems.push(format!(
+                "the fixture for {} names tenant column {}, the catalog {}",
+                table.name, fixture.tenant_column, table.tenant_column
+            ));
         }
     }
     assert!(
@@ -794,7 +790,7 @@ async fn tenant_context_does_not_outlive_its_transaction() {
 
     for finish in [Finish::Commit, Finish::Rollback] {
         let mut tx = pool.begin().await.expect("begin");
-        sqlx::query(if std::env::var("RLS_SESSION").is_ok() { "select set_config('app.tenant_id', $1, false)" } else { "select set_config('app.tenant_id', $1, true)" })
+        sqlx::query("select set_config('app.tenant_id', $1, true)")
             .bind(w.a.to_string())
             .execute(&mut *tx)
             .await
