@@ -207,7 +207,10 @@ impl TestDatabase {
         let host = options.get_host();
         let port = options.get_port();
         if host.starts_with('/') {
-            format!("postgres://{user}@localhost:{port}/{}?host={host}", self.name)
+            format!(
+                "postgres://{user}@localhost:{port}/{}?host={host}",
+                self.name
+            )
         } else {
             format!("postgres://{user}@{host}:{port}/{}", self.name)
         }

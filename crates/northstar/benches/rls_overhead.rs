@@ -46,8 +46,18 @@ const SEED: f64 = 0.4242;
 
 const RLS_QUERY: &str = "SELECT action, count(*) FROM audit_log \
      WHERE at >= now() - interval '30 days' GROUP BY action ORDER BY 2 DESC";
-const EXPLICIT_QUERY: &str = "SELECT action, count(*) FROM audit_log \
-     WHERE tenant_id = $1 AND at >= now() - interval '30 days' GROUP BY action ORDER BY 2 DESC";
+macro_rules! explicit_query {
+    () => {
+        "SELECT action, count(*) FROM audit_log \
+         WHERE tenant_id = $1 AND at >= now() - interval '30 days' GROUP BY action ORDER BY 2 DESC"
+    };
+}
+const EXPLICIT_QUERY: &str = explicit_query!();
+/// The same text with a comment: sqlx reuses a cached prepared statement for
+/// a known text even when asked not to, so the unprepared variant needs its
+/// own. Run unprepared (an unnamed statement), it is planned for its tenant
+/// every time.
+const EXPLICIT_QUERY_UNPREPARED: &str = concat!("/* unprepared */ ", explicit_query!());
 
 fn main() -> Result<()> {
     if std::env::var_os("DATABASE_URL").is_none() {
@@ -181,6 +191,19 @@ struct Subject {
     rls_query: Vec<Duration>,
     rls_tx: Vec<Duration>,
     explicit: Vec<Duration>,
+    explicit_custom: Vec<Duration>,
+}
+
+/// The ways the query runs.
+#[derive(Clone, Copy)]
+enum Variant {
+    /// As the app role, RLS supplying the tenant.
+    Rls,
+    /// As the superuser with `tenant_id = $1`, a prepared statement (as sqlx
+    /// runs queries: after five runs PostgreSQL may use a generic plan).
+    Explicit,
+    /// The same, unprepared: parsed and planned for this tenant every time.
+    ExplicitCustom,
 }
 
 type Breakdown = Vec<(String, i64)>;
@@ -202,13 +225,47 @@ async fn run_rls(app: &mut PgConnection, tenant: Uuid) -> Result<(Duration, Dura
 }
 
 /// As the owner (superuser: no RLS), with the tenant filter written out.
-async fn run_explicit(owner: &mut PgConnection, tenant: Uuid) -> Result<(Duration, Breakdown)> {
+async fn run_explicit(
+    owner: &mut PgConnection,
+    tenant: Uuid,
+    prepared: bool,
+) -> Result<(Duration, Breakdown)> {
     let started = Instant::now();
-    let rows: Breakdown = sqlx::query_as(EXPLICIT_QUERY)
+    let sql = if prepared {
+        EXPLICIT_QUERY
+    } else {
+        EXPLICIT_QUERY_UNPREPARED
+    };
+    let rows: Breakdown = sqlx::query_as(sql)
         .bind(tenant)
+        .persistent(prepared)
         .fetch_all(&mut *owner)
         .await?;
     Ok((started.elapsed(), rows))
+}
+
+impl Subject {
+    async fn measure(
+        &mut self,
+        variant: Variant,
+        app: &mut PgConnection,
+        owner: &mut PgConnection,
+    ) -> Result<()> {
+        match variant {
+            Variant::Rls => {
+                let (query, tx, _) = run_rls(app, self.id).await?;
+                self.rls_query.push(query);
+                self.rls_tx.push(tx);
+            }
+            Variant::Explicit => self
+                .explicit
+                .push(run_explicit(owner, self.id, true).await?.0),
+            Variant::ExplicitCustom => self
+                .explicit_custom
+                .push(run_explicit(owner, self.id, false).await?.0),
+        }
+        Ok(())
+    }
 }
 
 async fn explain_rls(app: &mut PgConnection, tenant: Uuid) -> Result<Vec<String>> {
@@ -218,32 +275,45 @@ async fn explain_rls(app: &mut PgConnection, tenant: Uuid) -> Result<Vec<String>
         .execute(&mut *tx)
         .await?;
     let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, BUFFERS) {RLS_QUERY}"))
+        .persistent(false)
         .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;
     Ok(plan)
 }
 
-async fn explain_explicit(
-    owner: &mut PgConnection,
-    tenant: Uuid,
-    generic: bool,
-) -> Result<Vec<String>> {
-    let mode = if generic {
-        "force_generic_plan"
-    } else {
-        "auto"
-    };
-    owner
-        .execute(format!("SET plan_cache_mode = {mode}").as_str())
-        .await?;
-    let plan: Vec<String> =
+/// The plan for this tenant's value (what an unprepared query gets).
+async fn explain_explicit_custom(owner: &mut PgConnection, tenant: Uuid) -> Result<Vec<String>> {
+    Ok(
         sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, BUFFERS) {EXPLICIT_QUERY}"))
             .bind(tenant)
             .persistent(false)
             .fetch_all(&mut *owner)
-            .await?;
-    owner.execute("RESET plan_cache_mode").await?;
+            .await?,
+    )
+}
+
+/// The generic plan of the prepared statement: planned without knowing the
+/// tenant, as the RLS statement always is.
+async fn explain_explicit_generic(owner: &mut PgConnection, tenant: Uuid) -> Result<Vec<String>> {
+    owner
+        .execute(
+            format!(
+                "PREPARE bench_explicit(uuid) AS {EXPLICIT_QUERY}; \
+                 SET plan_cache_mode = force_generic_plan"
+            )
+            .as_str(),
+        )
+        .await?;
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_explicit('{tenant}')"
+    ))
+    .persistent(false)
+    .fetch_all(&mut *owner)
+    .await?;
+    owner
+        .execute("RESET plan_cache_mode; DEALLOCATE bench_explicit")
+        .await?;
     Ok(plan)
 }
 
@@ -394,16 +464,18 @@ async fn run(total_rows: u64, iterations: usize) -> Result<()> {
             rls_query: Vec::with_capacity(iterations),
             rls_tx: Vec::with_capacity(iterations),
             explicit: Vec::with_capacity(iterations),
+            explicit_custom: Vec::with_capacity(iterations),
         });
     }
 
-    // The two variants must agree, and each tenant must have data.
+    // The variants must agree, and each tenant must have data.
     for subject in &mut subjects {
         let (_, _, rls) = run_rls(&mut app, subject.id).await?;
-        let (_, explicit) = run_explicit(&mut owner, subject.id).await?;
+        let (_, explicit) = run_explicit(&mut owner, subject.id, true).await?;
+        let (_, custom) = run_explicit(&mut owner, subject.id, false).await?;
         ensure!(
-            rls == explicit && !rls.is_empty(),
-            "tenant #{}: RLS returned {rls:?}, explicit filter {explicit:?}",
+            rls == explicit && rls == custom && !rls.is_empty(),
+            "tenant #{}: RLS returned {rls:?}, explicit filter {explicit:?} / {custom:?}",
             subject.rank
         );
         subject.window_rows = rls.iter().map(|(_, n)| n).sum();
@@ -411,7 +483,8 @@ async fn run(total_rows: u64, iterations: usize) -> Result<()> {
     for _ in 0..WARM_UP {
         for subject in &subjects {
             run_rls(&mut app, subject.id).await?;
-            run_explicit(&mut owner, subject.id).await?;
+            run_explicit(&mut owner, subject.id, true).await?;
+            run_explicit(&mut owner, subject.id, false).await?;
         }
     }
 
@@ -419,71 +492,55 @@ async fn run(total_rows: u64, iterations: usize) -> Result<()> {
     let mut plans = Vec::new();
     for subject in &subjects {
         let rls = explain_rls(&mut app, subject.id).await?;
-        let explicit = explain_explicit(&mut owner, subject.id, false).await?;
-        plans.push((rls, explicit));
+        let custom = explain_explicit_custom(&mut owner, subject.id).await?;
+        plans.push((rls, custom));
     }
+    let generic_plan = explain_explicit_generic(&mut owner, subjects[0].id).await?;
 
+    // Interleaved; the order of the variants rotates, so that none always
+    // finds the caches another just warmed.
+    let order = [Variant::Rls, Variant::Explicit, Variant::ExplicitCustom];
     for i in 0..iterations {
         for (s, subject) in subjects.iter_mut().enumerate() {
-            // Alternate which variant goes first, so neither always finds
-            // the caches the other just warmed.
-            if (i + s) % 2 == 0 {
-                let (query, tx, _) = run_rls(&mut app, subject.id).await?;
-                let (explicit, _) = run_explicit(&mut owner, subject.id).await?;
-                subject.rls_query.push(query);
-                subject.rls_tx.push(tx);
-                subject.explicit.push(explicit);
-            } else {
-                let (explicit, _) = run_explicit(&mut owner, subject.id).await?;
-                let (query, tx, _) = run_rls(&mut app, subject.id).await?;
-                subject.rls_query.push(query);
-                subject.rls_tx.push(tx);
-                subject.explicit.push(explicit);
+            for j in 0..order.len() {
+                let variant = order[(i + s + j) % order.len()];
+                subject.measure(variant, &mut app, &mut owner).await?;
             }
         }
     }
 
-    // Which plans the timed statements actually ran with: the explicit one
-    // has a parameter, so after five runs PostgreSQL may switch to a generic
-    // plan, which (like the RLS one) does not know the tenant in advance.
+    // Which plans the timed prepared statements ran with.
     let (rls_generic, rls_custom) = plan_cache_counts(&mut app, RLS_QUERY).await?;
     let (explicit_generic, explicit_custom) = plan_cache_counts(&mut owner, EXPLICIT_QUERY).await?;
-    let generic_plan = if explicit_generic > 0 {
-        Some(explain_explicit(&mut owner, subjects[0].id, true).await?)
-    } else {
-        None
-    };
 
     println!();
     println!("EXPLAIN (ANALYZE, BUFFERS), once each after warm-up:");
-    for (subject, (rls, explicit)) in subjects.iter().zip(&plans) {
+    for (subject, (rls, custom)) in subjects.iter().zip(&plans) {
         print_plan(
             &format!(
-                "{} tenant (#{}), RLS as northstar_app, no tenant filter in the query",
+                "{} tenant (#{}): RLS as northstar_app, no tenant filter in the query",
                 subject.label, subject.rank
             ),
             rls,
         );
         print_plan(
             &format!(
-                "{} tenant (#{}), superuser with explicit tenant_id = $1 (custom plan)",
+                "{} tenant (#{}): superuser, explicit tenant_id = $1, custom plan (planned for this tenant)",
                 subject.label, subject.rank
             ),
-            explicit,
+            custom,
         );
     }
-    if let Some(plan) = &generic_plan {
-        print_plan(
-            &format!(
-                "{} tenant (#{}), superuser with explicit tenant_id = $1 (generic plan, as used by {explicit_generic} of the timed runs)",
-                subjects[0].label, subjects[0].rank
-            ),
-            plan,
-        );
-    }
+    print_plan(
+        &format!(
+            "{} tenant (#{}): superuser, explicit tenant_id = $1, generic plan (the prepared statement's after five runs)",
+            subjects[0].label, subjects[0].rank
+        ),
+        &generic_plan,
+    );
     println!(
-        "plan cache: RLS statement {rls_generic} generic / {rls_custom} custom plans; \
-         explicit statement {explicit_generic} generic / {explicit_custom} custom plans"
+        "plan cache over the timed runs: RLS statement {rls_generic} generic / {rls_custom} custom plans; \
+         prepared explicit statement {explicit_generic} generic / {explicit_custom} custom plans"
     );
 
     println!();
@@ -492,23 +549,29 @@ async fn run(total_rows: u64, iterations: usize) -> Result<()> {
          query time unless noted"
     );
     println!(
-        "{:<22} {:>8} {:>8}  {:<44} {:>8} {:>8} {:>8}",
+        "{:<14} {:>8} {:>8}  {:<52} {:>8} {:>8} {:>8}",
         "tenant", "rows", "30 days", "variant", "p50 ms", "p95 ms", "mean ms"
     );
     let mut summary = Vec::new();
-    for (subject, (rls_plan, explicit_plan)) in subjects.iter().zip(&plans) {
+    for (subject, (rls_plan, custom_plan)) in subjects.iter().zip(&plans) {
         let rls = Stats::of(&subject.rls_query);
         let rls_tx = Stats::of(&subject.rls_tx);
         let explicit = Stats::of(&subject.explicit);
+        let custom = Stats::of(&subject.explicit_custom);
         let name = format!("{} (#{})", subject.label, subject.rank);
         let lines = [
-            (name.as_str(), "RLS, app role (query only)", &rls),
+            (name.as_str(), "(a) RLS, app role, query only", &rls),
             (
                 "",
-                "RLS, whole tx (begin, set_config, query, commit)",
+                "(a) RLS, whole tx: begin, set_config, query, commit",
                 &rls_tx,
             ),
-            ("", "explicit tenant_id, superuser", &explicit),
+            ("", "(b) explicit tenant_id, superuser, prepared", &explicit),
+            (
+                "",
+                "(b') explicit tenant_id, superuser, unprepared",
+                &custom,
+            ),
         ];
         for (i, (tenant, variant, stats)) in lines.into_iter().enumerate() {
             let (rows, window) = if i == 0 {
@@ -517,20 +580,24 @@ async fn run(total_rows: u64, iterations: usize) -> Result<()> {
                 (String::new(), String::new())
             };
             println!(
-                "{tenant:<22} {rows:>8} {window:>8}  {variant:<44} {:>8.3} {:>8.3} {:>8.3}",
+                "{tenant:<14} {rows:>8} {window:>8}  {variant:<52} {:>8.3} {:>8.3} {:>8.3}",
                 stats.p50, stats.p95, stats.mean
             );
         }
-        println!(
-            "{:<22} {:>8} {:>8}  {:<44} {:>7.2}x {:>7.2}x {:>7.2}x",
-            "",
-            "",
-            "",
-            "ratio RLS / explicit (query only)",
-            rls.p50 / explicit.p50,
-            rls.p95 / explicit.p95,
-            rls.mean / explicit.mean
-        );
+        for (label, baseline) in [
+            ("ratio (a) query / (b) prepared", &explicit),
+            ("ratio (a) query / (b') unprepared", &custom),
+        ] {
+            println!(
+                "{:<14} {:>8} {:>8}  {label:<52} {:>7.2}x {:>7.2}x {:>7.2}x",
+                "",
+                "",
+                "",
+                rls.p50 / baseline.p50,
+                rls.p95 / baseline.p95,
+                rls.mean / baseline.mean
+            );
+        }
         summary.push(json!({
             "tenant": subject.label,
             "rank": subject.rank,
@@ -538,17 +605,30 @@ async fn run(total_rows: u64, iterations: usize) -> Result<()> {
             "rows_last_30_days": subject.window_rows,
             "rls_query_ms": rls.json(),
             "rls_tx_ms": rls_tx.json(),
-            "explicit_ms": explicit.json(),
+            "explicit_prepared_ms": explicit.json(),
+            "explicit_unprepared_ms": custom.json(),
             "ratio_p50": round2(rls.p50 / explicit.p50),
             "ratio_p95": round2(rls.p95 / explicit.p95),
+            "ratio_vs_unprepared_p50": round2(rls.p50 / custom.p50),
+            "ratio_vs_unprepared_p95": round2(rls.p95 / custom.p95),
             "rls_plan": PlanFacts::of(rls_plan).json(),
-            "explicit_plan": PlanFacts::of(explicit_plan).json(),
+            "explicit_custom_plan": PlanFacts::of(custom_plan).json(),
         }));
     }
+    let facts = PlanFacts::of(&plans[0].0);
     println!();
     println!(
-        "note: the schema has no index on audit_log (tenant_id, at); the policy predicate can use \
-         only the (tenant_id, id) primary key, and `at` is then a filter (see the plans above)"
+        "plan: the RLS predicate {} an index condition on the (tenant_id, id) primary key; \
+         `at` is a filter (no (tenant_id, at) index in the schema): {} of the largest tenant's \
+         {} rows were read and discarded to count {}",
+        if facts.tenant_index_cond {
+            "is"
+        } else {
+            "is NOT"
+        },
+        facts.rows_removed_by_filter,
+        subjects[0].rows,
+        subjects[0].window_rows
     );
     println!(
         "{}",
@@ -561,6 +641,7 @@ async fn run(total_rows: u64, iterations: usize) -> Result<()> {
             "iterations": iterations,
             "warm_up": WARM_UP,
             "explicit_plan_cache": { "generic": explicit_generic, "custom": explicit_custom },
+            "generic_explicit_plan": PlanFacts::of(&generic_plan).json(),
             "results": summary,
         })
     );

@@ -24,8 +24,7 @@ pub struct LoginThrottle {
 impl Default for LoginThrottle {
     /// Buckets with the documented limits.
     fn default() -> Self {
-        let per_minute =
-            |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
         Self::new(
             per_minute(ATTEMPTS_PER_ACCOUNT_PER_MINUTE),
             per_minute(ATTEMPTS_PER_ADDRESS_PER_MINUTE),

@@ -94,7 +94,11 @@ fn data_error(path: &str, err: &serde_json::Error) -> ApiError {
         ApiError::field(join(&field), "is required")
     } else if let Some(field) = named("unknown field `") {
         // Here the path already ends with the unknown key.
-        let field = if base.is_empty() { field } else { base.to_owned() };
+        let field = if base.is_empty() {
+            field
+        } else {
+            base.to_owned()
+        };
         ApiError::field(field, "is not a known field")
     } else {
         let field = if base.is_empty() { "body" } else { base };

@@ -37,14 +37,27 @@ async fn login_sets_a_host_only_secure_http_only_lax_cookie() {
     assert_eq!(response.status, StatusCode::OK, "{}", response.text);
     let cookie = response.header("set-cookie").expect("set-cookie");
     let attributes: Vec<&str> = cookie.split("; ").collect();
-    assert!(attributes[0].starts_with("__Host-northstar_session="), "{cookie}");
+    assert!(
+        attributes[0].starts_with("__Host-northstar_session="),
+        "{cookie}"
+    );
     for expected in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
-        assert!(attributes.contains(&expected), "{expected} missing in {cookie}");
+        assert!(
+            attributes.contains(&expected),
+            "{expected} missing in {cookie}"
+        );
     }
-    assert!(!cookie.contains("Domain"), "__Host- cookies have no Domain: {cookie}");
+    assert!(
+        !cookie.contains("Domain"),
+        "__Host- cookies have no Domain: {cookie}"
+    );
     assert!(cookie.contains("Max-Age=86400"), "{cookie}");
     assert_eq!(response.body["user"]["email"], "ada@example.test");
-    assert!(response.body["csrf_token"].as_str().is_some_and(|t| t.len() >= 32));
+    assert!(
+        response.body["csrf_token"]
+            .as_str()
+            .is_some_and(|t| t.len() >= 32)
+    );
     // The database stores the token's SHA-256, never the token.
     let token = attributes[0].split_once('=').expect("value").1;
     let mut admin = app.db.admin().await;
@@ -72,7 +85,10 @@ async fn plain_http_on_localhost_drops_secure_and_the_host_prefix() {
         .await;
     let cookie = response.header("set-cookie").expect("set-cookie");
     assert!(cookie.starts_with("northstar_session="), "{cookie}");
-    assert!(cookie.contains("HttpOnly") && !cookie.contains("Secure"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && !cookie.contains("Secure"),
+        "{cookie}"
+    );
 }
 
 #[tokio::test]
@@ -84,7 +100,10 @@ async fn me_needs_a_session_and_lists_tenants_with_roles() {
     assert_eq!(me.status, StatusCode::OK);
     assert_eq!(me.body["tenants"][0]["slug"], "acme");
     assert_eq!(me.body["tenants"][0]["role"], "owner");
-    assert_eq!(me.body["csrf_token"], owner.csrf.clone().expect("csrf").as_str());
+    assert_eq!(
+        me.body["csrf_token"],
+        owner.csrf.clone().expect("csrf").as_str()
+    );
 
     let anonymous = app.anonymous().get("/api/v1/me").await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
@@ -96,7 +115,11 @@ async fn unknown_email_and_wrong_password_get_the_same_answer() {
     let app = TestApp::spawn().await;
     app.user("known@example.test").await;
     let wrong_password = app
-        .send(login_request("known@example.test", "not the password", None))
+        .send(login_request(
+            "known@example.test",
+            "not the password",
+            None,
+        ))
         .await;
     let unknown_email = app
         .send(login_request("nobody@example.test", PASSWORD, None))
@@ -144,13 +167,21 @@ async fn logging_in_again_rotates_the_session() {
     let mut request = login_request("ada@example.test", PASSWORD, None);
     request.headers_mut().insert(
         header::COOKIE,
-        first.cookie.clone().expect("cookie").parse().expect("header"),
+        first
+            .cookie
+            .clone()
+            .expect("cookie")
+            .parse()
+            .expect("header"),
     );
     let second = app.send(request).await;
     assert_eq!(second.status, StatusCode::OK);
     let new_cookie = session_cookie(&second.headers).expect("new cookie");
     assert_ne!(Some(new_cookie), first.cookie);
-    assert_eq!(first.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        first.get("/api/v1/me").await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -175,7 +206,10 @@ async fn idle_and_absolute_expiry_end_a_session() {
     .execute(&mut admin)
     .await
     .expect("expire the session");
-    assert_eq!(idle.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        idle.get("/api/v1/me").await.status,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(old.get("/api/v1/me").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(fresh.get("/api/v1/me").await.status, StatusCode::OK);
 }
@@ -240,9 +274,17 @@ async fn login_is_throttled_per_account() {
     for attempt in 1..=10 {
         let from: SocketAddr = format!("10.0.0.{attempt}:4000").parse().expect("address");
         let response = app
-            .send(login_request("target@example.test", "wrong password", Some(from)))
+            .send(login_request(
+                "target@example.test",
+                "wrong password",
+                Some(from),
+            ))
             .await;
-        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
+        assert_eq!(
+            response.status,
+            StatusCode::UNAUTHORIZED,
+            "attempt {attempt}"
+        );
     }
     // From yet another address, even with the right password: the account is throttled.
     let from: SocketAddr = "10.0.1.1:4000".parse().expect("address");
@@ -271,9 +313,17 @@ async fn login_is_throttled_per_client_address() {
     let from: SocketAddr = "192.0.2.7:5555".parse().expect("address");
     for attempt in 0..30 {
         let response = app
-            .send(login_request(&format!("guess{attempt}@example.test"), "x", Some(from)))
+            .send(login_request(
+                &format!("guess{attempt}@example.test"),
+                "x",
+                Some(from),
+            ))
             .await;
-        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
+        assert_eq!(
+            response.status,
+            StatusCode::UNAUTHORIZED,
+            "attempt {attempt}"
+        );
     }
     let blocked = app
         .send(login_request("guess-last@example.test", "x", Some(from)))
@@ -281,7 +331,11 @@ async fn login_is_throttled_per_client_address() {
     assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
     let elsewhere: SocketAddr = "192.0.2.8:5555".parse().expect("address");
     let allowed = app
-        .send(login_request("guess-last@example.test", "x", Some(elsewhere)))
+        .send(login_request(
+            "guess-last@example.test",
+            "x",
+            Some(elsewhere),
+        ))
         .await;
     assert_eq!(allowed.status, StatusCode::UNAUTHORIZED);
 }
@@ -298,12 +352,18 @@ async fn a_set_password_token_works_once() {
         )
         .await;
     assert_eq!(invited.status, StatusCode::CREATED, "{}", invited.text);
-    let token = invited.body["set_password_token"].as_str().expect("token").to_owned();
+    let token = invited.body["set_password_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     assert!(token.starts_with("ns_pw_"));
 
     let anonymous = app.anonymous();
     let weak = anonymous
-        .post("/api/v1/auth/set-password", json!({ "token": token, "password": "short" }))
+        .post(
+            "/api/v1/auth/set-password",
+            json!({ "token": token, "password": "short" }),
+        )
         .await;
     assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(weak.body["errors"][0]["field"], "password");
@@ -325,7 +385,11 @@ async fn a_set_password_token_works_once() {
     assert_eq!(again.body["errors"][0]["field"], "token");
 
     let login = app
-        .send(login_request("new@acme.test", "a long enough password", None))
+        .send(login_request(
+            "new@acme.test",
+            "a long enough password",
+            None,
+        ))
         .await;
     assert_eq!(login.status, StatusCode::OK);
     assert_eq!(login.body["tenants"][0]["role"], "editor");
@@ -340,7 +404,10 @@ async fn secret_keys_authenticate_write_keys_do_not() {
     assert_eq!(members.status, StatusCode::OK, "{}", members.text);
     // Bearer requests are not CSRF-prone: no token needed, but the role still applies.
     let refused = key
-        .post("/api/v1/tenants/acme/api-keys", json!({ "kind": "write", "name": "x" }))
+        .post(
+            "/api/v1/tenants/acme/api-keys",
+            json!({ "kind": "write", "name": "x" }),
+        )
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert_eq!(refused.code(), "forbidden");
@@ -376,12 +443,21 @@ async fn a_revoked_key_stops_working_at_once() {
     key.bearer = created.body["secret"].as_str().map(str::to_owned);
     assert_eq!(key.get("/api/v1/tenants/acme").await.status, StatusCode::OK);
     let id = created.body["api_key"]["id"].as_str().expect("id");
-    let revoked = owner.delete(&format!("/api/v1/tenants/acme/api-keys/{id}")).await;
+    let revoked = owner
+        .delete(&format!("/api/v1/tenants/acme/api-keys/{id}"))
+        .await;
     assert_eq!(revoked.status, StatusCode::OK);
     assert!(revoked.body["revoked_at"].is_string());
-    assert_eq!(key.get("/api/v1/tenants/acme").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        key.get("/api/v1/tenants/acme").await.status,
+        StatusCode::UNAUTHORIZED
+    );
     // The listing never shows secrets or hashes.
     let listing = owner.get("/api/v1/tenants/acme/api-keys").await;
-    assert!(!listing.text.contains(key.bearer.as_deref().expect("secret")));
+    assert!(
+        !listing
+            .text
+            .contains(key.bearer.as_deref().expect("secret"))
+    );
     assert!(!listing.text.contains("hash"));
 }

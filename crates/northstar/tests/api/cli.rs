@@ -32,35 +32,94 @@ fn northstar(app: &TestApp, args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 fn json_out(output: &Output) -> Value {
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).expect("JSON on stdout")
 }
 
 #[tokio::test]
 async fn operators_provision_and_manage_from_the_command_line() {
     let app = TestApp::spawn().await;
-    let create = ["tenant", "create", "--slug", "cli-co", "--name", "CLI Co", "--owner-email", "ops@cli.test", "--json"];
+    let create = [
+        "tenant",
+        "create",
+        "--slug",
+        "cli-co",
+        "--name",
+        "CLI Co",
+        "--owner-email",
+        "ops@cli.test",
+        "--json",
+    ];
     let created = json_out(&northstar(&app, &create, None));
     assert_eq!(created["created"], true);
-    assert!(created["write_key"]["secret"].as_str().is_some_and(|s| s.starts_with("ns_wk_")));
+    assert!(
+        created["write_key"]["secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("ns_wk_"))
+    );
     let repeated = json_out(&northstar(&app, &create, None));
     assert_eq!(repeated["created"], false);
     assert_eq!(repeated["tenant"]["id"], created["tenant"]["id"]);
 
-    let bad = northstar(&app, &["tenant", "create", "--slug", "Bad_Slug", "--name", "x", "--owner-email", "a@b.test"], None);
+    let bad = northstar(
+        &app,
+        &[
+            "tenant",
+            "create",
+            "--slug",
+            "Bad_Slug",
+            "--name",
+            "x",
+            "--owner-email",
+            "a@b.test",
+        ],
+        None,
+    );
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(stderr.contains("--slug: may contain only lowercase letters"), "{stderr}");
+    assert!(
+        stderr.contains("--slug: may contain only lowercase letters"),
+        "{stderr}"
+    );
 
     let user = json_out(&northstar(
         &app,
-        &["user", "create", "--email", "root@ops.test", "--password-stdin", "--superadmin", "--json"],
+        &[
+            "user",
+            "create",
+            "--email",
+            "root@ops.test",
+            "--password-stdin",
+            "--superadmin",
+            "--json",
+        ],
         Some("a strong operator password\n"),
     ));
     assert_eq!(user["user"]["is_superadmin"], true);
     assert!(user["set_password_token"].is_null());
-    let added = northstar(&app, &["user", "add", "--email", "root@ops.test", "--tenant", "cli-co", "--role", "viewer"], None);
-    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let added = northstar(
+        &app,
+        &[
+            "user",
+            "add",
+            "--email",
+            "root@ops.test",
+            "--tenant",
+            "cli-co",
+            "--role",
+            "viewer",
+        ],
+        None,
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
 
     let suspended = northstar(&app, &["tenant", "suspend", "--slug", "cli-co"], None);
     assert!(suspended.status.success());
@@ -72,7 +131,10 @@ async fn operators_provision_and_manage_from_the_command_line() {
     // The password set on the command line signs in through the API.
     let login = app
         .anonymous()
-        .post("/api/v1/auth/login", json!({ "email": "root@ops.test", "password": "a strong operator password" }))
+        .post(
+            "/api/v1/auth/login",
+            json!({ "email": "root@ops.test", "password": "a strong operator password" }),
+        )
         .await;
     assert_eq!(login.status, axum::http::StatusCode::OK, "{}", login.text);
     assert_eq!(login.body["user"]["is_superadmin"], true);
@@ -121,8 +183,8 @@ async fn serve_answers_over_a_socket_and_stops_on_sigterm() {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(server.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
     let output = tokio::task::spawn_blocking(move || server.wait())
-    .await
-    .expect("join")
-    .expect("wait");
+        .await
+        .expect("join")
+        .expect("wait");
     assert!(output.success(), "northstar serve exited with {output}");
 }

@@ -59,5 +59,8 @@ fn every_variable_is_documented_with_its_flag_and_default() {
     let cli = from_cli();
     let readme = from_readme();
     assert!(cli.len() >= 10, "{cli:?}");
-    assert_eq!(readme, cli, "README.md's configuration table differs from the CLI definitions");
+    assert_eq!(
+        readme, cli,
+        "README.md's configuration table differs from the CLI definitions"
+    );
 }

@@ -21,7 +21,10 @@ fn tenant_routes() -> Vec<(Method, String)> {
             routes.push((method.to_uppercase().parse().expect("method"), path.clone()));
         }
     }
-    assert!(routes.len() >= 8, "expected the tenant routes, found {routes:?}");
+    assert!(
+        routes.len() >= 8,
+        "expected the tenant routes, found {routes:?}"
+    );
     routes
 }
 
@@ -31,7 +34,10 @@ fn concrete(template: &str, tenant: &TestTenant, ids: &Ids) -> (String, Option<V
         .replace("{slug}", &tenant.slug)
         .replace("{user_id}", &ids.user_id)
         .replace("{key_id}", &ids.key_id);
-    assert!(!path.contains('{'), "no id fixture for {template}: add one to Ids");
+    assert!(
+        !path.contains('{'),
+        "no id fixture for {template}: add one to Ids"
+    );
     let body = match template {
         t if t.ends_with("/members") => Some(json!({ "email": "x@y.test", "role": "viewer" })),
         t if t.ends_with("/members/{user_id}") => Some(json!({ "role": "viewer" })),
@@ -47,16 +53,32 @@ struct Ids {
 }
 
 async fn ids_of(owner: &Persona, tenant: &TestTenant) -> Ids {
-    let keys = owner.get(&format!("/api/v1/tenants/{}/api-keys", tenant.slug)).await;
+    let keys = owner
+        .get(&format!("/api/v1/tenants/{}/api-keys", tenant.slug))
+        .await;
     Ids {
         user_id: owner.user_id.expect("owner id").to_string(),
-        key_id: keys.body["api_keys"][0]["id"].as_str().expect("key id").to_owned(),
+        key_id: keys.body["api_keys"][0]["id"]
+            .as_str()
+            .expect("key id")
+            .to_owned(),
     }
 }
 
-async fn call(persona: &Persona, method: &Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let body = if *method == Method::GET || *method == Method::DELETE { None } else { body };
-    let response = persona.send(persona.request(method.clone(), path, body)).await;
+async fn call(
+    persona: &Persona,
+    method: &Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let body = if *method == Method::GET || *method == Method::DELETE {
+        None
+    } else {
+        body
+    };
+    let response = persona
+        .send(persona.request(method.clone(), path, body))
+        .await;
     (response.status, response.body)
 }
 
@@ -78,20 +100,37 @@ async fn no_tenant_route_answers_another_tenants_members_or_keys() {
         let (path, body) = concrete(&template, &globex, &globex_ids);
         for (who, outsider) in &outsiders {
             let (status, problem) = call(outsider, &method, &path, body.clone()).await;
-            assert_eq!(status, StatusCode::NOT_FOUND, "{who}: {method} {path} -> {problem}");
+            assert_eq!(
+                status,
+                StatusCode::NOT_FOUND,
+                "{who}: {method} {path} -> {problem}"
+            );
             assert_eq!(problem["code"], "not_found");
             // Indistinguishable from a tenant that does not exist.
             let missing = path.replacen("/globex", "/no-such-tenant", 1);
-            let (missing_status, missing_problem) = call(outsider, &method, &missing, body.clone()).await;
-            assert_eq!((missing_status, &missing_problem), (status, &problem), "{who}: {method} {missing}");
+            let (missing_status, missing_problem) =
+                call(outsider, &method, &missing, body.clone()).await;
+            assert_eq!(
+                (missing_status, &missing_problem),
+                (status, &problem),
+                "{who}: {method} {missing}"
+            );
             checked += 1;
         }
         let (status, _) = call(&not_found, &method, &path, body.clone()).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "anonymous: {method} {path}");
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "anonymous: {method} {path}"
+        );
         // The tenant's own owner is not refused: the 404s above are about membership.
         if method == Method::GET {
             let (status, body) = call(&globex_owner, &method, &path, None).await;
-            assert_eq!(status, StatusCode::OK, "globex owner: {method} {path} -> {body}");
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "globex owner: {method} {path} -> {body}"
+            );
         }
     }
     assert!(checked >= 24, "only {checked} checks ran");
@@ -122,11 +161,17 @@ async fn ids_of_another_tenant_are_invisible_inside_ones_own() {
         .await;
     assert_eq!(demote.status, StatusCode::NOT_FOUND, "{}", demote.text);
     let remove = acme_owner
-        .delete(&format!("/api/v1/tenants/acme/members/{}", globex_ids.user_id))
+        .delete(&format!(
+            "/api/v1/tenants/acme/members/{}",
+            globex_ids.user_id
+        ))
         .await;
     assert_eq!(remove.status, StatusCode::NOT_FOUND);
     let revoke = acme_owner
-        .delete(&format!("/api/v1/tenants/acme/api-keys/{}", globex_ids.key_id))
+        .delete(&format!(
+            "/api/v1/tenants/acme/api-keys/{}",
+            globex_ids.key_id
+        ))
         .await;
     assert_eq!(revoke.status, StatusCode::NOT_FOUND);
 

@@ -30,8 +30,28 @@ async fn the_role_matrix_holds() {
     let reads: [(&str, [S; 6]); 4] = [
         ("/api/v1/tenants/acme", [S::OK; 6]),
         ("/api/v1/tenants/acme/members", [S::OK; 6]),
-        ("/api/v1/tenants/acme/api-keys", [S::OK, S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK, S::FORBIDDEN]),
-        ("/api/v1/tenants/acme/audit-log", [S::OK, S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK, S::FORBIDDEN]),
+        (
+            "/api/v1/tenants/acme/api-keys",
+            [
+                S::OK,
+                S::OK,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::OK,
+                S::FORBIDDEN,
+            ],
+        ),
+        (
+            "/api/v1/tenants/acme/audit-log",
+            [
+                S::OK,
+                S::OK,
+                S::FORBIDDEN,
+                S::FORBIDDEN,
+                S::OK,
+                S::FORBIDDEN,
+            ],
+        ),
     ];
     for (path, expected) in reads {
         for ((who, persona), want) in personas.iter().zip(expected) {
@@ -40,26 +60,56 @@ async fn the_role_matrix_holds() {
         }
     }
     // Adding a viewer: owners, admins and admin keys may.
-    let expected = [S::CREATED, S::CREATED, S::FORBIDDEN, S::FORBIDDEN, S::CREATED, S::FORBIDDEN];
+    let expected = [
+        S::CREATED,
+        S::CREATED,
+        S::FORBIDDEN,
+        S::FORBIDDEN,
+        S::CREATED,
+        S::FORBIDDEN,
+    ];
     for (i, ((who, persona), want)) in personas.iter().zip(expected).enumerate() {
         let got = persona
-            .post("/api/v1/tenants/acme/members", json!({ "email": format!("v{i}@acme.test"), "role": "viewer" }))
+            .post(
+                "/api/v1/tenants/acme/members",
+                json!({ "email": format!("v{i}@acme.test"), "role": "viewer" }),
+            )
             .await;
         assert_eq!(got.status, want, "{who} adds a viewer: {}", got.text);
     }
     // Adding an owner: owners only.
-    let expected = [S::CREATED, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN];
+    let expected = [
+        S::CREATED,
+        S::FORBIDDEN,
+        S::FORBIDDEN,
+        S::FORBIDDEN,
+        S::FORBIDDEN,
+        S::FORBIDDEN,
+    ];
     for (i, ((who, persona), want)) in personas.iter().zip(expected).enumerate() {
         let got = persona
-            .post("/api/v1/tenants/acme/members", json!({ "email": format!("o{i}@acme.test"), "role": "owner" }))
+            .post(
+                "/api/v1/tenants/acme/members",
+                json!({ "email": format!("o{i}@acme.test"), "role": "owner" }),
+            )
             .await;
         assert_eq!(got.status, want, "{who} adds an owner: {}", got.text);
     }
     // Creating keys: owners, admins and admin keys.
-    let expected = [S::CREATED, S::CREATED, S::FORBIDDEN, S::FORBIDDEN, S::CREATED, S::FORBIDDEN];
+    let expected = [
+        S::CREATED,
+        S::CREATED,
+        S::FORBIDDEN,
+        S::FORBIDDEN,
+        S::CREATED,
+        S::FORBIDDEN,
+    ];
     for ((who, persona), want) in personas.iter().zip(expected) {
         let got = persona
-            .post("/api/v1/tenants/acme/api-keys", json!({ "kind": "secret", "name": who, "role": "editor" }))
+            .post(
+                "/api/v1/tenants/acme/api-keys",
+                json!({ "kind": "secret", "name": who, "role": "editor" }),
+            )
             .await;
         assert_eq!(got.status, want, "{who} creates a key: {}", got.text);
     }
@@ -71,7 +121,10 @@ async fn admins_cannot_touch_owners_and_the_last_owner_stays() {
     let acme = app.tenant("acme").await;
     let owner = app.owner(&acme).await;
     let admin = app.member(&acme, Role::Admin).await;
-    let owner_path = format!("/api/v1/tenants/acme/members/{}", owner.user_id.expect("id"));
+    let owner_path = format!(
+        "/api/v1/tenants/acme/members/{}",
+        owner.user_id.expect("id")
+    );
 
     let demote = admin.patch(&owner_path, json!({ "role": "viewer" })).await;
     assert_eq!(demote.status, StatusCode::FORBIDDEN);
@@ -79,7 +132,10 @@ async fn admins_cannot_touch_owners_and_the_last_owner_stays() {
     assert_eq!(remove.status, StatusCode::FORBIDDEN);
     let promote_self = admin
         .patch(
-            &format!("/api/v1/tenants/acme/members/{}", admin.user_id.expect("id")),
+            &format!(
+                "/api/v1/tenants/acme/members/{}",
+                admin.user_id.expect("id")
+            ),
             json!({ "role": "owner" }),
         )
         .await;
@@ -95,7 +151,10 @@ async fn admins_cannot_touch_owners_and_the_last_owner_stays() {
     // With a second owner, the first may step down.
     let second = owner
         .patch(
-            &format!("/api/v1/tenants/acme/members/{}", admin.user_id.expect("id")),
+            &format!(
+                "/api/v1/tenants/acme/members/{}",
+                admin.user_id.expect("id")
+            ),
             json!({ "role": "owner" }),
         )
         .await;
@@ -111,8 +170,14 @@ async fn concurrent_demotions_cannot_remove_every_owner() {
     let acme = app.tenant("acme").await;
     let first = app.owner(&acme).await;
     let second = app.member(&acme, Role::Owner).await;
-    let first_path = format!("/api/v1/tenants/acme/members/{}", first.user_id.expect("id"));
-    let second_path = format!("/api/v1/tenants/acme/members/{}", second.user_id.expect("id"));
+    let first_path = format!(
+        "/api/v1/tenants/acme/members/{}",
+        first.user_id.expect("id")
+    );
+    let second_path = format!(
+        "/api/v1/tenants/acme/members/{}",
+        second.user_id.expect("id")
+    );
     // Each owner demotes the other at the same time.
     let (a, b) = tokio::join!(
         first.patch(&second_path, json!({ "role": "viewer" })),
@@ -128,7 +193,11 @@ async fn concurrent_demotions_cannot_remove_every_owner() {
         b.text
     );
     let members = first.get("/api/v1/tenants/acme/members").await;
-    let members = if members.status == StatusCode::OK { members } else { second.get("/api/v1/tenants/acme/members").await };
+    let members = if members.status == StatusCode::OK {
+        members
+    } else {
+        second.get("/api/v1/tenants/acme/members").await
+    };
     let owners = members.body["members"]
         .as_array()
         .expect("members")
@@ -143,9 +212,15 @@ async fn members_can_leave_and_are_then_strangers() {
     let app = TestApp::spawn().await;
     let acme = app.tenant("acme").await;
     let viewer = app.member(&acme, Role::Viewer).await;
-    let path = format!("/api/v1/tenants/acme/members/{}", viewer.user_id.expect("id"));
+    let path = format!(
+        "/api/v1/tenants/acme/members/{}",
+        viewer.user_id.expect("id")
+    );
     assert_eq!(viewer.delete(&path).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(viewer.get("/api/v1/tenants/acme").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        viewer.get("/api/v1/tenants/acme").await.status,
+        StatusCode::NOT_FOUND
+    );
     let me = viewer.get("/api/v1/me").await;
     assert_eq!(me.body["tenants"], json!([]));
 }
@@ -157,50 +232,81 @@ async fn adding_members_is_checked_and_audited() {
     let owner = app.owner(&acme).await;
     app.user("existing@example.test").await;
     let added = owner
-        .post("/api/v1/tenants/acme/members", json!({ "email": "existing@example.test", "role": "editor" }))
+        .post(
+            "/api/v1/tenants/acme/members",
+            json!({ "email": "existing@example.test", "role": "editor" }),
+        )
         .await;
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
     assert_eq!(added.body["user_created"], false);
     assert!(added.body.get("set_password_token").is_none());
 
     let again = owner
-        .post("/api/v1/tenants/acme/members", json!({ "email": "EXISTING@example.test", "role": "viewer" }))
+        .post(
+            "/api/v1/tenants/acme/members",
+            json!({ "email": "EXISTING@example.test", "role": "viewer" }),
+        )
         .await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert_eq!(again.code(), "already_member");
 
     let bad = owner
-        .post("/api/v1/tenants/acme/members", json!({ "email": "not-an-email", "role": "superuser" }))
+        .post(
+            "/api/v1/tenants/acme/members",
+            json!({ "email": "not-an-email", "role": "superuser" }),
+        )
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(bad.body["errors"][0]["field"], "role");
 
     let bad_email = owner
-        .post("/api/v1/tenants/acme/members", json!({ "email": "not-an-email", "role": "viewer" }))
+        .post(
+            "/api/v1/tenants/acme/members",
+            json!({ "email": "not-an-email", "role": "viewer" }),
+        )
         .await;
     assert_eq!(bad_email.body["errors"][0]["field"], "email");
 
     let editor_id = added.body["member"]["user_id"].as_str().expect("id");
     let changed = owner
-        .patch(&format!("/api/v1/tenants/acme/members/{editor_id}"), json!({ "role": "viewer" }))
+        .patch(
+            &format!("/api/v1/tenants/acme/members/{editor_id}"),
+            json!({ "role": "viewer" }),
+        )
         .await;
     assert_eq!(changed.status, StatusCode::OK);
-    let removed = owner.delete(&format!("/api/v1/tenants/acme/members/{editor_id}")).await;
+    let removed = owner
+        .delete(&format!("/api/v1/tenants/acme/members/{editor_id}"))
+        .await;
     assert_eq!(removed.status, StatusCode::NO_CONTENT);
 
     let audit = owner.get("/api/v1/tenants/acme/audit-log").await;
     let entries = audit.body["entries"].as_array().expect("entries");
-    let actions: Vec<&str> = entries.iter().filter_map(|e| e["action"].as_str()).collect();
+    let actions: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
     assert_eq!(
         actions,
-        ["member.removed", "member.role_changed", "member.added", "tenant.provisioned"]
+        [
+            "member.removed",
+            "member.role_changed",
+            "member.added",
+            "tenant.provisioned"
+        ]
     );
-    assert_eq!(entries[1]["details"], json!({ "from": "editor", "to": "viewer" }));
+    assert_eq!(
+        entries[1]["details"],
+        json!({ "from": "editor", "to": "viewer" })
+    );
     assert_eq!(entries[0]["actor"], format!("user:{}", owner.email));
     assert!(entries[0]["request_id"].is_string());
     // Paging.
     let page = owner
-        .get(&format!("/api/v1/tenants/acme/audit-log?limit=2&before={}", entries[1]["id"]))
+        .get(&format!(
+            "/api/v1/tenants/acme/audit-log?limit=2&before={}",
+            entries[1]["id"]
+        ))
         .await;
     let paged: Vec<&str> = page.body["entries"]
         .as_array()
@@ -218,21 +324,40 @@ async fn api_keys_are_validated() {
     let owner = app.owner(&acme).await;
     for (body, field) in [
         (json!({ "kind": "secret", "name": "no role" }), "role"),
-        (json!({ "kind": "secret", "name": "owner key", "role": "owner" }), "role"),
-        (json!({ "kind": "write", "name": "w", "role": "viewer" }), "role"),
+        (
+            json!({ "kind": "secret", "name": "owner key", "role": "owner" }),
+            "role",
+        ),
+        (
+            json!({ "kind": "write", "name": "w", "role": "viewer" }),
+            "role",
+        ),
         (json!({ "kind": "write", "name": "" }), "name"),
         (json!({ "kind": "public", "name": "x" }), "kind"),
     ] {
-        let response = owner.post("/api/v1/tenants/acme/api-keys", body.clone()).await;
-        assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", response.text);
+        let response = owner
+            .post("/api/v1/tenants/acme/api-keys", body.clone())
+            .await;
+        assert_eq!(
+            response.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            response.text
+        );
         assert_eq!(response.body["errors"][0]["field"], field, "{body}");
     }
     let created = owner
-        .post("/api/v1/tenants/acme/api-keys", json!({ "kind": "write", "name": "iOS app" }))
+        .post(
+            "/api/v1/tenants/acme/api-keys",
+            json!({ "kind": "write", "name": "iOS app" }),
+        )
         .await;
     assert_eq!(created.status, StatusCode::CREATED);
     let secret = created.body["secret"].as_str().expect("secret");
-    assert!(secret.starts_with("ns_wk_") && secret.len() == 38, "{secret}");
+    assert!(
+        secret.starts_with("ns_wk_") && secret.len() == 38,
+        "{secret}"
+    );
     assert_eq!(created.body["api_key"]["prefix"], &secret[..12]);
     assert!(created.body["api_key"]["role"].is_null());
 }

@@ -1,7 +1,10 @@
 //! `TestApp`: the real router over a throwaway database, and personas that
 //! call it as a signed-in user, an API key, or nobody.
 
-#![allow(dead_code, reason = "each test module uses a different part of the support")]
+#![allow(
+    dead_code,
+    reason = "each test module uses a different part of the support"
+)]
 
 use std::{sync::OnceLock, time::Duration};
 
@@ -10,15 +13,14 @@ use axum::{
     body::Body,
     http::{HeaderMap, Method, Request, StatusCode, header},
 };
-use http_body_util::BodyExt;
 use governor::Quota;
+use http_body_util::BodyExt;
 use northstar::{
     AppState,
     auth::throttle::{self, LoginThrottle},
     build_router,
     config::HttpSettings,
 };
-use std::num::NonZeroU32;
 use northstar_db::{
     audit::Actor,
     memberships::Role,
@@ -27,6 +29,7 @@ use northstar_db::{
     users,
 };
 use serde_json::{Value, json};
+use std::num::NonZeroU32;
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -151,7 +154,12 @@ impl TestApp {
                 json!({ "email": email, "password": PASSWORD }),
             )
             .await;
-        assert_eq!(response.status, StatusCode::OK, "log-in failed: {}", response.text);
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "log-in failed: {}",
+            response.text
+        );
         persona.cookie = Some(session_cookie(&response.headers).expect("session cookie"));
         persona.csrf = response.body["csrf_token"].as_str().map(str::to_owned);
         persona.email = email.to_owned();
@@ -205,7 +213,11 @@ impl TestApp {
     /// A new user with `role` in `tenant`, signed in.
     pub async fn member(&self, tenant: &TestTenant, role: Role) -> Persona {
         let role_name = json!(role).as_str().expect("role name").to_owned();
-        let email = format!("{role_name}-{}@{}.test", Uuid::new_v4().simple(), tenant.slug);
+        let email = format!(
+            "{role_name}-{}@{}.test",
+            Uuid::new_v4().simple(),
+            tenant.slug
+        );
         let user_id = self.user(&email).await;
         let mut tx = northstar_db::TenantTx::begin(self.db.app_pool(), tenant.id)
             .await
@@ -289,11 +301,13 @@ impl Persona {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> TestResponse {
-        self.send(self.request(Method::POST, path, Some(body))).await
+        self.send(self.request(Method::POST, path, Some(body)))
+            .await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> TestResponse {
-        self.send(self.request(Method::PATCH, path, Some(body))).await
+        self.send(self.request(Method::PATCH, path, Some(body)))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> TestResponse {
