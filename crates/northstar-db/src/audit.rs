@@ -86,7 +86,7 @@ pub async fn list(
 ) -> Result<Vec<AuditEntry>, DbError> {
     Ok(sqlx::query_as(
         "SELECT id, at, actor, actor_user_id, action, target, details, request_id FROM audit_log
-         WHERE $2::bigint IS NULL OR id < $2 ORDER BY id DESC LIMIT $1",
+         WHERE id < coalesce($2, 9223372036854775807) ORDER BY id DESC LIMIT $1",
     )
     .bind(limit)
     .bind(before)

@@ -94,6 +94,7 @@ impl ProvisionResponse {
 /// Lists every tenant.
 #[utoipa::path(
     get, path = "/api/v1/admin/tenants", tag = "admin",
+    security(("session" = [])),
     responses((status = 200, body = TenantList), (status = 403, body = Problem))
 )]
 pub async fn list_tenants(
@@ -110,6 +111,7 @@ pub async fn list_tenants(
 #[utoipa::path(
     post, path = "/api/v1/admin/tenants", tag = "admin",
     request_body = NewTenant,
+    security(("session" = [])),
     responses(
         (status = 201, description = "Provisioned", body = ProvisionResponse),
         (status = 200, description = "Already provisioned by an identical request", body = ProvisionResponse),
@@ -143,6 +145,7 @@ pub async fn provision_tenant(
 #[utoipa::path(
     post, path = "/api/v1/admin/tenants/{slug}/suspend", tag = "admin",
     params(("slug" = String, Path, description = "Tenant slug")),
+    security(("session" = [])),
     responses((status = 200, body = Tenant), (status = 403, body = Problem), (status = 404, body = Problem))
 )]
 pub async fn suspend_tenant(
@@ -158,6 +161,7 @@ pub async fn suspend_tenant(
 #[utoipa::path(
     post, path = "/api/v1/admin/tenants/{slug}/reactivate", tag = "admin",
     params(("slug" = String, Path, description = "Tenant slug")),
+    security(("session" = [])),
     responses((status = 200, body = Tenant), (status = 403, body = Problem), (status = 404, body = Problem))
 )]
 pub async fn reactivate_tenant(

@@ -51,6 +51,7 @@ pub struct CreatedApiKey {
 #[utoipa::path(
     get, path = "/api/v1/tenants/{slug}/api-keys", tag = "api-keys",
     params(("slug" = String, Path, description = "Tenant slug")),
+    security(("session" = []), ("secret_key" = [])),
     responses((status = 200, body = ApiKeyList), (status = 403, body = Problem), (status = 404, body = Problem))
 )]
 pub async fn list(mut scope: TenantScope) -> Result<Json<ApiKeyList>, ApiError> {
@@ -64,6 +65,7 @@ pub async fn list(mut scope: TenantScope) -> Result<Json<ApiKeyList>, ApiError> 
     post, path = "/api/v1/tenants/{slug}/api-keys", tag = "api-keys",
     params(("slug" = String, Path, description = "Tenant slug")),
     request_body = CreateApiKeyRequest,
+    security(("session" = []), ("secret_key" = [])),
     responses(
         (status = 201, body = CreatedApiKey),
         (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem),
@@ -126,6 +128,7 @@ pub async fn create(
 #[utoipa::path(
     delete, path = "/api/v1/tenants/{slug}/api-keys/{key_id}", tag = "api-keys",
     params(("slug" = String, Path, description = "Tenant slug"), ("key_id" = Uuid, Path)),
+    security(("session" = []), ("secret_key" = [])),
     responses((status = 200, body = ApiKey), (status = 403, body = Problem), (status = 404, body = Problem))
 )]
 pub async fn revoke(

@@ -104,6 +104,7 @@ pub async fn login(
 /// Signs out: destroys the session server-side and clears the cookie.
 #[utoipa::path(
     post, path = "/api/v1/auth/logout", tag = "auth",
+    security(("session" = [])),
     responses(
         (status = 204, description = "Signed out"),
         (status = 401, description = "Not signed in", body = Problem),
@@ -122,6 +123,7 @@ pub async fn logout(
 /// The signed-in user and their tenants.
 #[utoipa::path(
     get, path = "/api/v1/me", tag = "auth",
+    security(("session" = [])),
     responses(
         (status = 200, body = MeResponse),
         (status = 401, description = "Not signed in", body = Problem),

@@ -66,6 +66,7 @@ pub struct ChangeRoleRequest {
 #[utoipa::path(
     get, path = "/api/v1/tenants/{slug}/members", tag = "members",
     params(("slug" = String, Path, description = "Tenant slug")),
+    security(("session" = []), ("secret_key" = [])),
     responses((status = 200, body = MemberList), (status = 404, body = Problem))
 )]
 pub async fn list(mut scope: TenantScope) -> Result<Json<MemberList>, ApiError> {
@@ -78,6 +79,7 @@ pub async fn list(mut scope: TenantScope) -> Result<Json<MemberList>, ApiError> 
     post, path = "/api/v1/tenants/{slug}/members", tag = "members",
     params(("slug" = String, Path, description = "Tenant slug")),
     request_body = AddMemberRequest,
+    security(("session" = []), ("secret_key" = [])),
     responses(
         (status = 201, body = AddMemberResponse),
         (status = 403, body = Problem), (status = 404, body = Problem),
@@ -128,6 +130,7 @@ pub async fn add(
     patch, path = "/api/v1/tenants/{slug}/members/{user_id}", tag = "members",
     params(("slug" = String, Path, description = "Tenant slug"), ("user_id" = Uuid, Path)),
     request_body = ChangeRoleRequest,
+    security(("session" = []), ("secret_key" = [])),
     responses(
         (status = 200, body = Member),
         (status = 403, body = Problem), (status = 404, body = Problem),
@@ -169,6 +172,7 @@ pub async fn change_role(
 #[utoipa::path(
     delete, path = "/api/v1/tenants/{slug}/members/{user_id}", tag = "members",
     params(("slug" = String, Path, description = "Tenant slug"), ("user_id" = Uuid, Path)),
+    security(("session" = []), ("secret_key" = [])),
     responses(
         (status = 204, description = "Removed"),
         (status = 403, body = Problem), (status = 404, body = Problem),

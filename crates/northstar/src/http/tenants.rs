@@ -28,6 +28,7 @@ pub struct TenantView {
 #[utoipa::path(
     get, path = "/api/v1/tenants/{slug}", tag = "tenants",
     params(("slug" = String, Path, description = "Tenant slug")),
+    security(("session" = []), ("secret_key" = [])),
     responses((status = 200, body = TenantView), (status = 404, body = Problem))
 )]
 pub async fn get(mut scope: TenantScope) -> Result<Json<TenantView>, ApiError> {
@@ -58,6 +59,7 @@ pub struct AuditPage {
 #[utoipa::path(
     get, path = "/api/v1/tenants/{slug}/audit-log", tag = "tenants",
     params(("slug" = String, Path, description = "Tenant slug"), AuditQuery),
+    security(("session" = []), ("secret_key" = [])),
     responses((status = 200, body = AuditPage), (status = 403, body = Problem), (status = 404, body = Problem))
 )]
 pub async fn audit_log(

@@ -35,6 +35,14 @@ async fn the_document_lists_every_route_and_its_problems() {
                 operation["summary"].is_string() || operation["description"].is_string(),
                 "{method} {path} is undocumented"
             );
+            if path.starts_with("/api/v1/tenants") || path.starts_with("/api/v1/admin") {
+                assert!(
+                    operation["security"]
+                        .as_array()
+                        .is_some_and(|s| !s.is_empty()),
+                    "{method} {path} declares no security requirement"
+                );
+            }
         }
     }
     operations.sort();
