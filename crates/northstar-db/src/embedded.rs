@@ -271,9 +271,11 @@ impl EmbeddedCluster {
     /// postmaster running now. The watchdog signals the postmaster itself
     /// rather than running `pg_ctl`: as root, `pg_ctl` must run as `postgres`,
     /// and a watchdog running as `postgres` could not `kill -0` a root process.
-    /// Does nothing for an attached cluster, which this process does not own.
+    /// Once the postmaster is gone, the watchdog deletes the data directory:
+    /// this is for throwaway clusters only. Does nothing for an attached
+    /// cluster, which this process does not own.
     #[cfg(feature = "testing")]
-    pub fn stop_when_process_exits(&self) {
+    pub fn discard_when_process_exits(&self) {
         if self.owned.is_none() {
             return;
         }
@@ -290,7 +292,10 @@ impl EmbeddedCluster {
         let script = r#"(
             while kill -0 "$1" 2>/dev/null; do sleep 1; done
             pm=$(head -n 1 "$2" 2>/dev/null) || exit 0
-            [ "$pm" = "$3" ] && kill -INT "$pm"
+            [ "$pm" = "$3" ] || exit 0
+            kill -INT "$pm"
+            while kill -0 "$pm" 2>/dev/null; do sleep 1; done
+            rm -rf "$4"
         ) </dev/null >/dev/null 2>&1 &"#;
         let status = std::process::Command::new("/bin/sh")
             .arg("-c")
@@ -299,6 +304,7 @@ impl EmbeddedCluster {
             .arg(std::process::id().to_string())
             .arg(&pid_file)
             .arg(&postmaster)
+            .arg(&self.data_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -44,7 +44,7 @@ async fn server() -> PgConnectOptions {
                             let cluster = EmbeddedCluster::start(&dir).await.expect(
                                 "start a throwaway PostgreSQL cluster (or set DATABASE_URL)",
                             );
-                            cluster.stop_when_process_exits();
+                            cluster.discard_when_process_exits();
                             cluster
                         })
                         .await;
@@ -204,15 +204,18 @@ impl TestDatabase {
     pub fn admin_url(&self) -> String {
         let options = self.admin_options();
         let user = options.get_username();
-        let host = options.get_host();
         let port = options.get_port();
-        if host.starts_with('/') {
-            format!(
-                "postgres://{user}@localhost:{port}/{}?host={host}",
+        match options.get_socket() {
+            Some(socket_dir) => format!(
+                "postgres://{user}@localhost:{port}/{}?host={}",
+                self.name,
+                socket_dir.display()
+            ),
+            None => format!(
+                "postgres://{user}@{}:{port}/{}",
+                options.get_host(),
                 self.name
-            )
-        } else {
-            format!("postgres://{user}@{host}:{port}/{}", self.name)
+            ),
         }
     }
 }

@@ -89,7 +89,7 @@ async fn starts_locks_attaches_stops_and_restarts() {
         .await
         .expect("first start");
     #[cfg(feature = "testing")]
-    first.stop_when_process_exits();
+    first.discard_when_process_exits();
     assert_eq!(query_one(&first, "SELECT 1").await, 1);
     let database: String = {
         let mut conn =
@@ -149,7 +149,7 @@ async fn starts_locks_attaches_stops_and_restarts() {
         .await
         .expect("second start");
     #[cfg(feature = "testing")]
-    second.stop_when_process_exits();
+    second.discard_when_process_exits();
     assert_eq!(query_one(&second, "SELECT n FROM marker").await, 42);
     let mtime_again = fs::metadata(dir.pgdata().join("PG_VERSION"))
         .and_then(|meta| meta.modified())

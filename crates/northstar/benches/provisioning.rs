@@ -29,16 +29,18 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod support;
+
 use anyhow::{Context, Result, bail, ensure};
 use northstar::{AppState, build_router, config::HttpSettings, provision::NewTenant};
 use northstar_db::{audit::Actor, connect_app_pool, testing::TestDatabase, users};
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgPool};
+use support::{Stats, round2};
 use tokio::{net::TcpListener, sync::oneshot};
 use uuid::Uuid;
 
-const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const DEFAULT_TENANTS: usize = 500;
 const WARM_UP: usize = 20;
 const ADMIN_EMAIL: &str = "root@bench.test";
@@ -48,49 +50,12 @@ const POOL_SIZE: u32 = 16;
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn main() -> Result<()> {
-    if std::env::var_os("DATABASE_URL").is_none() {
-        return rerun_with_database_url();
-    }
-    let tenants = tenant_count()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
-    runtime.block_on(run(tenants))
+    support::main_with_database(|| Ok(run(tenant_count()?)))
 }
 
-/// `TestDatabase` reads `DATABASE_URL` itself, and setting a variable in
-/// this process is `unsafe`; run this same binary again with it set.
-fn rerun_with_database_url() -> Result<()> {
-    eprintln!("DATABASE_URL is unset; using {DEFAULT_DATABASE_URL}");
-    let status = std::process::Command::new(std::env::current_exe().context("current exe")?)
-        .args(std::env::args_os().skip(1))
-        .env("DATABASE_URL", DEFAULT_DATABASE_URL)
-        .status()
-        .context("re-run the benchmark with DATABASE_URL set")?;
-    std::process::exit(status.code().unwrap_or(1));
-}
-
-/// `--tenants N` (or `--tenants=N`), else `BENCH_TENANTS`, else 500. Other
-/// arguments (cargo passes `--bench`) are ignored.
+/// `--tenants N` (or `--tenants=N`), else `BENCH_TENANTS`, else 500.
 fn tenant_count() -> Result<usize> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut value = std::env::var("BENCH_TENANTS").ok();
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        if arg == "--tenants" {
-            value = Some(iter.next().context("--tenants needs a number")?.clone());
-        } else if let Some(v) = arg.strip_prefix("--tenants=") {
-            value = Some(v.to_owned());
-        }
-    }
-    let count = match value {
-        Some(v) => v
-            .trim()
-            .parse()
-            .with_context(|| format!("tenant count {v:?} is not a number"))?,
-        None => DEFAULT_TENANTS,
-    };
+    let count = support::option("--tenants", "BENCH_TENANTS")?.unwrap_or(DEFAULT_TENANTS);
     ensure!(count > 0, "the tenant count must be positive");
     Ok(count)
 }
@@ -399,62 +364,4 @@ async fn sign_in_superadmin(
         },
         user.id,
     ))
-}
-
-/// Latency summary, in milliseconds.
-struct Stats {
-    n: usize,
-    p50: f64,
-    p95: f64,
-    p99: f64,
-    max: f64,
-    mean: f64,
-    total: f64,
-}
-
-impl Stats {
-    fn of(samples: &[Duration]) -> Stats {
-        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-        ms.sort_by(f64::total_cmp);
-        let total: f64 = ms.iter().sum();
-        Stats {
-            n: ms.len(),
-            p50: percentile(&ms, 50.0),
-            p95: percentile(&ms, 95.0),
-            p99: percentile(&ms, 99.0),
-            max: ms.last().copied().unwrap_or(f64::NAN),
-            mean: total / ms.len() as f64,
-            total,
-        }
-    }
-
-    /// Sequential operations per second: n over the summed latencies.
-    fn per_second(&self) -> f64 {
-        self.n as f64 / (self.total / 1e3)
-    }
-
-    fn json(&self) -> Value {
-        json!({
-            "n": self.n,
-            "p50": round2(self.p50),
-            "p95": round2(self.p95),
-            "p99": round2(self.p99),
-            "max": round2(self.max),
-            "mean": round2(self.mean),
-            "per_second": round2(self.per_second()),
-        })
-    }
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }

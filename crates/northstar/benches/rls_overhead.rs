@@ -29,13 +29,15 @@
 
 use std::time::{Duration, Instant};
 
+mod support;
+
 use anyhow::{Context, Result, ensure};
 use northstar_db::testing::TestDatabase;
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection};
+use support::{Stats, round2};
 use uuid::Uuid;
 
-const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const TENANTS: i32 = 100;
 /// Tenant #k's share of the rows is proportional to k^-SKEW.
 const SKEW: f64 = 0.72;
@@ -60,60 +62,16 @@ const EXPLICIT_QUERY: &str = explicit_query!();
 const EXPLICIT_QUERY_UNPREPARED: &str = concat!("/* unprepared */ ", explicit_query!());
 
 fn main() -> Result<()> {
-    if std::env::var_os("DATABASE_URL").is_none() {
-        return rerun_with_database_url();
-    }
-    let rows: u64 = option("--rows", "BENCH_ROWS")?.unwrap_or(DEFAULT_ROWS);
-    let iterations: usize =
-        option("--iterations", "BENCH_ITERATIONS")?.unwrap_or(DEFAULT_ITERATIONS);
-    ensure!(
-        rows >= u64::try_from(TENANTS)? && iterations > 0,
-        "need at least one row per tenant and one iteration"
-    );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
-    runtime.block_on(run(rows, iterations))
-}
-
-/// `TestDatabase` reads `DATABASE_URL` itself, and setting a variable in
-/// this process is `unsafe`; run this same binary again with it set.
-fn rerun_with_database_url() -> Result<()> {
-    eprintln!("DATABASE_URL is unset; using {DEFAULT_DATABASE_URL}");
-    let status = std::process::Command::new(std::env::current_exe().context("current exe")?)
-        .args(std::env::args_os().skip(1))
-        .env("DATABASE_URL", DEFAULT_DATABASE_URL)
-        .status()
-        .context("re-run the benchmark with DATABASE_URL set")?;
-    std::process::exit(status.code().unwrap_or(1));
-}
-
-/// `--flag N` or `--flag=N`, else the environment variable. Other arguments
-/// (cargo passes `--bench`) are ignored.
-fn option<T: std::str::FromStr>(flag: &str, variable: &str) -> Result<Option<T>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut value = std::env::var(variable).ok();
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        if arg == flag {
-            value = Some(
-                iter.next()
-                    .with_context(|| format!("{flag} needs a value"))?
-                    .clone(),
-            );
-        } else if let Some(v) = arg.strip_prefix(flag).and_then(|v| v.strip_prefix('=')) {
-            value = Some(v.to_owned());
-        }
-    }
-    value
-        .map(|v| {
-            v.trim()
-                .replace('_', "")
-                .parse()
-                .map_err(|_| anyhow::anyhow!("{flag} / {variable}: {v:?} is not a number"))
-        })
-        .transpose()
+    support::main_with_database(|| {
+        let rows: u64 = support::option("--rows", "BENCH_ROWS")?.unwrap_or(DEFAULT_ROWS);
+        let iterations: usize =
+            support::option("--iterations", "BENCH_ITERATIONS")?.unwrap_or(DEFAULT_ITERATIONS);
+        ensure!(
+            rows >= u64::try_from(TENANTS)? && iterations > 0,
+            "need at least one row per tenant and one iteration"
+        );
+        Ok(run(rows, iterations))
+    })
 }
 
 /// Rows per tenant #1..=100: proportional to k^-SKEW, summing to `total`.
@@ -650,57 +608,4 @@ async fn run(total_rows: u64, iterations: usize) -> Result<()> {
     owner.close().await?;
     drop(db);
     Ok(())
-}
-
-/// Latency summary, in milliseconds.
-struct Stats {
-    p50: f64,
-    p95: f64,
-    p99: f64,
-    max: f64,
-    mean: f64,
-    n: usize,
-}
-
-impl Stats {
-    fn of(samples: &[Duration]) -> Stats {
-        let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-        ms.sort_by(f64::total_cmp);
-        Stats {
-            p50: percentile(&ms, 50.0),
-            p95: percentile(&ms, 95.0),
-            p99: percentile(&ms, 99.0),
-            max: ms.last().copied().unwrap_or(f64::NAN),
-            mean: ms.iter().sum::<f64>() / ms.len() as f64,
-            n: ms.len(),
-        }
-    }
-
-    fn json(&self) -> Value {
-        json!({
-            "n": self.n,
-            "p50": round3(self.p50),
-            "p95": round3(self.p95),
-            "p99": round3(self.p99),
-            "max": round3(self.max),
-            "mean": round3(self.mean),
-        })
-    }
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }

@@ -141,12 +141,7 @@ async fn provisioning_input_is_validated() {
             json!({ "slug": "x", "name": "", "owner_email": "nope", "owner_password": "short", "plan": "platinum" }),
         )
         .await;
-    let fields: Vec<&str> = everything_wrong.body["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .filter_map(|e| e["field"].as_str())
-        .collect();
+    let fields = everything_wrong.pluck("errors", "field");
     assert_eq!(
         fields,
         ["slug", "name", "owner_email", "owner_password", "plan"]
@@ -220,13 +215,10 @@ async fn suspension_locks_members_and_keys_out_until_reactivated() {
         .post("/api/v1/admin/tenants/acme/reactivate", json!({}))
         .await;
     assert_eq!(back.body["status"], "active");
-    let audit = owner.get("/api/v1/tenants/acme/audit-log").await;
-    let actions: Vec<&str> = audit.body["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
+    let actions = owner
+        .get("/api/v1/tenants/acme/audit-log")
+        .await
+        .pluck("entries", "action");
     assert_eq!(
         actions,
         [

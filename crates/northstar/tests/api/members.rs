@@ -282,10 +282,7 @@ async fn adding_members_is_checked_and_audited() {
 
     let audit = owner.get("/api/v1/tenants/acme/audit-log").await;
     let entries = audit.body["entries"].as_array().expect("entries");
-    let actions: Vec<&str> = entries
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
+    let actions = audit.pluck("entries", "action");
     assert_eq!(
         actions,
         [
@@ -308,12 +305,7 @@ async fn adding_members_is_checked_and_audited() {
             entries[1]["id"]
         ))
         .await;
-    let paged: Vec<&str> = page.body["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
+    let paged = page.pluck("entries", "action");
     assert_eq!(paged, ["member.added", "tenant.provisioned"]);
 }
 

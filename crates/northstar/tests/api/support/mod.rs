@@ -62,6 +62,17 @@ impl TestResponse {
         self.body["code"].as_str().unwrap_or_default()
     }
 
+    /// The values of `field` in the objects of the array at `array`
+    /// (for example the `action` of every audit-log entry).
+    pub fn pluck(&self, array: &str, field: &str) -> Vec<String> {
+        self.body[array]
+            .as_array()
+            .unwrap_or_else(|| panic!("no array {array:?} in {}", self.text))
+            .iter()
+            .filter_map(|item| item[field].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// The header, as text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
