@@ -26,6 +26,16 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role's name, as in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Editor => "editor",
+            Role::Viewer => "viewer",
+        }
+    }
+
     /// Whether this role includes everything `other` may do.
     pub fn at_least(self, other: Role) -> bool {
         self <= other

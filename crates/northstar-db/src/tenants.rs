@@ -19,6 +19,16 @@ pub enum TenantStatus {
     Suspended,
 }
 
+impl TenantStatus {
+    /// The status's name, as in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantStatus::Active => "active",
+            TenantStatus::Suspended => "suspended",
+        }
+    }
+}
+
 /// A tenant as its members see it.
 #[derive(Debug, Clone, FromRow, Serialize, ToSchema)]
 pub struct Tenant {

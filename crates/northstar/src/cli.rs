@@ -261,12 +261,11 @@ async fn tenant(pool: &PgPool, command: TenantCommand) -> anyhow::Result<()> {
                     "SLUG", "NAME", "STATUS", "PLAN", "MEMBERS"
                 );
                 for t in tenants {
-                    let status = serde_json::to_value(t.status)?;
                     println!(
                         "{:<24} {:<32} {:<10} {:<10} {:>7}",
                         t.slug,
                         t.name,
-                        status.as_str().unwrap_or_default(),
+                        t.status.as_str(),
                         t.plan,
                         t.member_count
                     );
@@ -288,10 +287,7 @@ async fn change_status(pool: &PgPool, slug: &str, status: TenantStatus) -> anyho
         .await
         .map_err(api_error)?
         .with_context(|| format!("no tenant {slug:?}"))?;
-    println!(
-        "Tenant {slug} is now {}.",
-        serde_json::to_value(status)?.as_str().unwrap_or_default()
-    );
+    println!("Tenant {slug} is now {}.", status.as_str());
     Ok(())
 }
 

@@ -25,8 +25,6 @@ use crate::state::AppState;
 pub struct TenantScope {
     /// The transaction; commit it to keep changes.
     pub tx: TenantTx,
-    /// The tenant's slug.
-    pub slug: String,
     /// The caller's role (a key's role for API keys).
     pub role: Role,
     /// Who acts, for the audit log.
@@ -43,10 +41,7 @@ impl TenantScope {
         } else {
             Err(ApiError::Forbidden(format!(
                 "this needs the {} role or higher",
-                serde_json::to_value(needed)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
+                needed.as_str()
             )))
         }
     }
@@ -98,7 +93,6 @@ impl FromRequestParts<AppState> for TenantScope {
         let tx = TenantTx::begin(&state.pool, tenant_id).await?;
         Ok(TenantScope {
             tx,
-            slug,
             role,
             actor,
             user_id,

@@ -223,7 +223,7 @@ impl TestApp {
 
     /// A new user with `role` in `tenant`, signed in.
     pub async fn member(&self, tenant: &TestTenant, role: Role) -> Persona {
-        let role_name = json!(role).as_str().expect("role name").to_owned();
+        let role_name = role.as_str();
         let email = format!(
             "{role_name}-{}@{}.test",
             Uuid::new_v4().simple(),
