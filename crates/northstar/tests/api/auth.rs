@@ -359,28 +359,19 @@ async fn a_set_password_token_works_once() {
     assert!(token.starts_with("ns_pw_"));
 
     let anonymous = app.anonymous();
-    let weak = anonymous
-        .post(
+    let set_password = |password: &str| {
+        anonymous.post(
             "/api/v1/auth/set-password",
-            json!({ "token": token, "password": "short" }),
+            json!({ "token": token, "password": password }),
         )
-        .await;
+    };
+    let weak = set_password("short").await;
     assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(weak.body["errors"][0]["field"], "password");
 
-    let set = anonymous
-        .post(
-            "/api/v1/auth/set-password",
-            json!({ "token": token, "password": "a long enough password" }),
-        )
-        .await;
+    let set = set_password("a long enough password").await;
     assert_eq!(set.status, StatusCode::NO_CONTENT, "{}", set.text);
-    let again = anonymous
-        .post(
-            "/api/v1/auth/set-password",
-            json!({ "token": token, "password": "another long password" }),
-        )
-        .await;
+    let again = set_password("another long password").await;
     assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(again.body["errors"][0]["field"], "token");
 

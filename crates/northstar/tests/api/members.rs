@@ -27,30 +27,17 @@ async fn the_role_matrix_holds() {
     ];
     use StatusCode as S;
     // (request, [owner, admin, editor, viewer, admin key, viewer key])
+    #[rustfmt::skip]
     let reads: [(&str, [S; 6]); 4] = [
         ("/api/v1/tenants/acme", [S::OK; 6]),
         ("/api/v1/tenants/acme/members", [S::OK; 6]),
         (
             "/api/v1/tenants/acme/api-keys",
-            [
-                S::OK,
-                S::OK,
-                S::FORBIDDEN,
-                S::FORBIDDEN,
-                S::OK,
-                S::FORBIDDEN,
-            ],
+            [S::OK, S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK, S::FORBIDDEN],
         ),
         (
             "/api/v1/tenants/acme/audit-log",
-            [
-                S::OK,
-                S::OK,
-                S::FORBIDDEN,
-                S::FORBIDDEN,
-                S::OK,
-                S::FORBIDDEN,
-            ],
+            [S::OK, S::OK, S::FORBIDDEN, S::FORBIDDEN, S::OK, S::FORBIDDEN],
         ),
     ];
     for (path, expected) in reads {
@@ -59,59 +46,34 @@ async fn the_role_matrix_holds() {
             assert_eq!(got.status, want, "{who} GET {path}: {}", got.text);
         }
     }
-    // Adding a viewer: owners, admins and admin keys may.
-    let expected = [
-        S::CREATED,
-        S::CREATED,
-        S::FORBIDDEN,
-        S::FORBIDDEN,
-        S::CREATED,
-        S::FORBIDDEN,
+    // (what, path, body for persona i, expected per persona)
+    type Body = fn(usize, &str) -> serde_json::Value;
+    #[rustfmt::skip]
+    let writes: [(&str, &str, Body, [S; 6]); 3] = [
+        (
+            "adds a viewer",
+            "/api/v1/tenants/acme/members",
+            |i, _| json!({ "email": format!("v{i}@acme.test"), "role": "viewer" }),
+            [S::CREATED, S::CREATED, S::FORBIDDEN, S::FORBIDDEN, S::CREATED, S::FORBIDDEN],
+        ),
+        (
+            "adds an owner",
+            "/api/v1/tenants/acme/members",
+            |i, _| json!({ "email": format!("o{i}@acme.test"), "role": "owner" }),
+            [S::CREATED, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN, S::FORBIDDEN],
+        ),
+        (
+            "creates a key",
+            "/api/v1/tenants/acme/api-keys",
+            |_, who| json!({ "kind": "secret", "name": who, "role": "editor" }),
+            [S::CREATED, S::CREATED, S::FORBIDDEN, S::FORBIDDEN, S::CREATED, S::FORBIDDEN],
+        ),
     ];
-    for (i, ((who, persona), want)) in personas.iter().zip(expected).enumerate() {
-        let got = persona
-            .post(
-                "/api/v1/tenants/acme/members",
-                json!({ "email": format!("v{i}@acme.test"), "role": "viewer" }),
-            )
-            .await;
-        assert_eq!(got.status, want, "{who} adds a viewer: {}", got.text);
-    }
-    // Adding an owner: owners only.
-    let expected = [
-        S::CREATED,
-        S::FORBIDDEN,
-        S::FORBIDDEN,
-        S::FORBIDDEN,
-        S::FORBIDDEN,
-        S::FORBIDDEN,
-    ];
-    for (i, ((who, persona), want)) in personas.iter().zip(expected).enumerate() {
-        let got = persona
-            .post(
-                "/api/v1/tenants/acme/members",
-                json!({ "email": format!("o{i}@acme.test"), "role": "owner" }),
-            )
-            .await;
-        assert_eq!(got.status, want, "{who} adds an owner: {}", got.text);
-    }
-    // Creating keys: owners, admins and admin keys.
-    let expected = [
-        S::CREATED,
-        S::CREATED,
-        S::FORBIDDEN,
-        S::FORBIDDEN,
-        S::CREATED,
-        S::FORBIDDEN,
-    ];
-    for ((who, persona), want) in personas.iter().zip(expected) {
-        let got = persona
-            .post(
-                "/api/v1/tenants/acme/api-keys",
-                json!({ "kind": "secret", "name": who, "role": "editor" }),
-            )
-            .await;
-        assert_eq!(got.status, want, "{who} creates a key: {}", got.text);
+    for (what, path, body, expected) in writes {
+        for (i, ((who, persona), want)) in personas.iter().zip(expected).enumerate() {
+            let got = persona.post(path, body(i, who)).await;
+            assert_eq!(got.status, want, "{who} {what}: {}", got.text);
+        }
     }
 }
 
