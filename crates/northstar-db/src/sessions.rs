@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::{
     DbError,
     secret_token::{self, SecretToken},
+    users::User,
 };
 
 /// A session just created: `token` goes into the cookie and nowhere else.
@@ -27,7 +28,8 @@ pub struct NewSession {
 #[derive(Debug, FromRow)]
 pub struct Session {
     /// The signed-in user.
-    pub user_id: Uuid,
+    #[sqlx(flatten)]
+    pub user: User,
     /// The session's CSRF token.
     pub csrf_token: String,
     /// Last request seen (updated at most once a minute).
@@ -68,8 +70,9 @@ pub async fn find_live(
 ) -> Result<Option<Session>, DbError> {
     let hash = secret_token::digest(token);
     let session: Option<Session> = sqlx::query_as(
-        "SELECT user_id, csrf_token, last_seen_at FROM sessions
-         WHERE token_hash = $1 AND expires_at > now() AND last_seen_at > now() - $2",
+        "SELECT u.id, u.email, u.name, u.is_superadmin, u.created_at, s.csrf_token, s.last_seen_at
+         FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.token_hash = $1 AND s.expires_at > now() AND s.last_seen_at > now() - $2",
     )
     .bind(&hash)
     .bind(idle)

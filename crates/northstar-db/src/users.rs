@@ -27,7 +27,8 @@ pub struct User {
 #[derive(Debug, FromRow)]
 pub struct Credentials {
     /// The user.
-    pub id: Uuid,
+    #[sqlx(flatten)]
+    pub user: User,
     /// argon2id PHC string; `None` until the user sets a password.
     pub password_hash: Option<String>,
 }
@@ -59,12 +60,12 @@ pub async fn credentials(
     db: impl PgExecutor<'_>,
     email: &str,
 ) -> Result<Option<Credentials>, DbError> {
-    Ok(
-        sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(email) = lower($1)")
-            .bind(email)
-            .fetch_optional(db)
-            .await?,
-    )
+    Ok(sqlx::query_as(&format!(
+        "SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(email) = lower($1)"
+    ))
+    .bind(email)
+    .fetch_optional(db)
+    .await?)
 }
 
 /// Creates a user, or returns the existing one with that email (`false`).

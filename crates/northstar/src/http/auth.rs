@@ -68,9 +68,8 @@ pub async fn login(
         .login_throttle
         .attempt(email, address)
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-    let credentials = users::credentials(&state.pool, email).await?;
-    let (user_id, hash) = match credentials {
-        Some(found) => (Some(found.id), found.password_hash),
+    let (user, hash) = match users::credentials(&state.pool, email).await? {
+        Some(found) => (Some(found.user), found.password_hash),
         None => (None, None),
     };
     let valid = state
@@ -78,7 +77,7 @@ pub async fn login(
         .verify(&request.password, hash)
         .await
         .map_err(|err| ApiError::Internal(Box::new(err)))?;
-    let Some(user_id) = user_id.filter(|_| valid) else {
+    let Some(user) = user.filter(|_| valid) else {
         return Err(ApiError::InvalidCredentials);
     };
     // Rotate: whatever session the browser had is gone; a new id is issued.
@@ -86,10 +85,7 @@ pub async fn login(
         sessions::delete(&state.pool, &old).await?;
     }
     let max = Duration::from_std(state.settings.session_max).unwrap_or(Duration::days(7));
-    let session = sessions::create(&state.pool, user_id, max).await?;
-    let user = users::get(&state.pool, user_id)
-        .await?
-        .ok_or(ApiError::InvalidCredentials)?;
+    let session = sessions::create(&state.pool, user.id, max).await?;
     tracing::info!(user.id = %user.id, "signed in");
     let tenants = tenants::user_tenants(&state.pool, user.id).await?;
     let cookie = session_cookie::set(&state.settings, session.token);

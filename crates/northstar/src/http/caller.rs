@@ -17,7 +17,7 @@ use northstar_db::{
     api_keys::{self, KeyKind, KeyPrincipal},
     audit::Actor,
     sessions,
-    users::{self, User},
+    users::User,
 };
 
 use super::error::ApiError;
@@ -74,11 +74,8 @@ impl FromRequestParts<AppState> for Caller {
                 return Err(ApiError::CsrfRejected);
             }
         }
-        let user = users::get(&state.pool, session.user_id)
-            .await?
-            .ok_or(ApiError::Unauthenticated)?;
         Ok(Caller::User(SignedIn {
-            user,
+            user: session.user,
             session_token: token,
             csrf_token: session.csrf_token,
         }))

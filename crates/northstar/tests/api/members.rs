@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use northstar_db::memberships::Role;
 use serde_json::json;
 
-use crate::support::TestApp;
+use crate::support::{Persona, TestApp};
 
 /// What each role may do, one row per (role, request): the status expected.
 #[tokio::test]
@@ -83,23 +83,14 @@ async fn admins_cannot_touch_owners_and_the_last_owner_stays() {
     let acme = app.tenant("acme").await;
     let owner = app.owner(&acme).await;
     let admin = app.member(&acme, Role::Admin).await;
-    let owner_path = format!(
-        "/api/v1/tenants/acme/members/{}",
-        owner.user_id.expect("id")
-    );
+    let owner_path = member_path(&owner);
 
     let demote = admin.patch(&owner_path, json!({ "role": "viewer" })).await;
     assert_eq!(demote.status, StatusCode::FORBIDDEN);
     let remove = admin.delete(&owner_path).await;
     assert_eq!(remove.status, StatusCode::FORBIDDEN);
     let promote_self = admin
-        .patch(
-            &format!(
-                "/api/v1/tenants/acme/members/{}",
-                admin.user_id.expect("id")
-            ),
-            json!({ "role": "owner" }),
-        )
+        .patch(&member_path(&admin), json!({ "role": "owner" }))
         .await;
     assert_eq!(promote_self.status, StatusCode::FORBIDDEN);
 
@@ -112,13 +103,7 @@ async fn admins_cannot_touch_owners_and_the_last_owner_stays() {
 
     // With a second owner, the first may step down.
     let second = owner
-        .patch(
-            &format!(
-                "/api/v1/tenants/acme/members/{}",
-                admin.user_id.expect("id")
-            ),
-            json!({ "role": "owner" }),
-        )
+        .patch(&member_path(&admin), json!({ "role": "owner" }))
         .await;
     assert_eq!(second.status, StatusCode::OK, "{}", second.text);
     let step_down = owner.patch(&owner_path, json!({ "role": "admin" })).await;
@@ -132,14 +117,8 @@ async fn concurrent_demotions_cannot_remove_every_owner() {
     let acme = app.tenant("acme").await;
     let first = app.owner(&acme).await;
     let second = app.member(&acme, Role::Owner).await;
-    let first_path = format!(
-        "/api/v1/tenants/acme/members/{}",
-        first.user_id.expect("id")
-    );
-    let second_path = format!(
-        "/api/v1/tenants/acme/members/{}",
-        second.user_id.expect("id")
-    );
+    let first_path = member_path(&first);
+    let second_path = member_path(&second);
     // Each owner demotes the other at the same time.
     let (a, b) = tokio::join!(
         first.patch(&second_path, json!({ "role": "viewer" })),
@@ -174,10 +153,7 @@ async fn members_can_leave_and_are_then_strangers() {
     let app = TestApp::spawn().await;
     let acme = app.tenant("acme").await;
     let viewer = app.member(&acme, Role::Viewer).await;
-    let path = format!(
-        "/api/v1/tenants/acme/members/{}",
-        viewer.user_id.expect("id")
-    );
+    let path = member_path(&viewer);
     assert_eq!(viewer.delete(&path).await.status, StatusCode::NO_CONTENT);
     assert_eq!(
         viewer.get("/api/v1/tenants/acme").await.status,
@@ -314,4 +290,12 @@ async fn api_keys_are_validated() {
     );
     assert_eq!(created.body["api_key"]["prefix"], &secret[..12]);
     assert!(created.body["api_key"]["role"].is_null());
+}
+
+/// The URL of `persona`'s membership in acme.
+fn member_path(persona: &Persona) -> String {
+    format!(
+        "/api/v1/tenants/acme/members/{}",
+        persona.user_id.expect("id")
+    )
 }
