@@ -152,3 +152,32 @@ pub async fn authenticate(
     .fetch_optional(db)
     .await?)
 }
+
+/// What a write key may ingest into.
+#[derive(Debug, Clone, FromRow)]
+pub struct IngestScope {
+    /// Its tenant.
+    pub tenant_id: Uuid,
+    /// The tenant's status: suspended tenants ingest nothing.
+    pub tenant_status: TenantStatus,
+    /// The tenant's plan, which sets the key's rate limit.
+    pub plan: String,
+    /// How many days of events the tenant keeps.
+    pub event_retention_days: i32,
+    /// The key.
+    pub key_id: Uuid,
+}
+
+/// The ingest scope of a live write key (secret keys do not ingest).
+pub async fn authenticate_write_key(
+    db: impl PgExecutor<'_>,
+    key: &str,
+) -> Result<Option<IngestScope>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT tenant_id, tenant_status, plan, event_retention_days, key_id
+         FROM authenticate_write_key($1)",
+    )
+    .bind(secret_token::digest(key))
+    .fetch_optional(db)
+    .await?)
+}

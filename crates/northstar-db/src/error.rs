@@ -36,3 +36,14 @@ impl From<sqlx::Error> for DbError {
         }
     }
 }
+
+impl DbError {
+    /// The SQLSTATE of a database error, if this is one.
+    pub fn sqlstate(&self) -> Option<String> {
+        match self {
+            DbError::UniqueViolation { .. } => Some("23505".to_owned()),
+            DbError::Other(sqlx::Error::Database(err)) => err.code().map(|code| code.into_owned()),
+            _ => None,
+        }
+    }
+}

@@ -17,6 +17,8 @@ pub mod api_keys;
 pub mod audit;
 pub mod embedded;
 mod error;
+pub mod ingest;
+pub mod jobs;
 pub mod memberships;
 mod pool;
 pub mod provisioning;

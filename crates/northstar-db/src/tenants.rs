@@ -265,3 +265,12 @@ mod tests {
         }
     }
 }
+
+/// How many days of events the transaction's tenant keeps.
+pub async fn event_retention_days(tx: &mut TenantTx) -> Result<i32, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT event_retention_days FROM tenants")
+            .fetch_one(tx.conn())
+            .await?,
+    )
+}

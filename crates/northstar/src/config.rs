@@ -6,6 +6,8 @@ use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use axum::http::Uri;
 
+use crate::ingest::{IngestSettings, pipeline::PipelineSettings, rate_limit::PlanRates};
+
 /// A value that must not appear in logs or `Debug` output.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -123,7 +125,36 @@ pub struct ServerConfig {
     /// A session ends this many hours after log-in, active or not.
     #[arg(long, env = "NORTHSTAR_SESSION_MAX_HOURS", default_value_t = 168)]
     pub session_max_hours: u32,
+
+    /// Bytes of accepted, not yet written messages held in memory; beyond
+    /// it SDK requests get 503 with `Retry-After`.
+    #[arg(
+        long,
+        env = "NORTHSTAR_INGEST_QUEUE_BYTES",
+        default_value_t = 67_108_864
+    )]
+    pub ingest_queue_bytes: usize,
+
+    /// Batch writers, each with its own database connection.
+    #[arg(long, env = "NORTHSTAR_INGEST_WRITERS", default_value_t = 2)]
+    pub ingest_writers: usize,
+
+    /// Most messages written in one batch (one COPY, one commit).
+    #[arg(long, env = "NORTHSTAR_INGEST_BATCH_ROWS", default_value_t = 5000)]
+    pub ingest_batch_rows: usize,
+
+    /// Messages per second each write key may send, by tenant plan
+    /// (`plan=rate,…`; unknown plans get the lowest); bursts of ten seconds' worth.
+    #[arg(
+        long,
+        env = "NORTHSTAR_INGEST_RATE_LIMITS",
+        default_value = "free=1000,starter=5000,growth=20000,enterprise=100000"
+    )]
+    pub ingest_rate_limits: PlanRates,
 }
+
+/// Smallest ingestion queue: room for the largest request's rows.
+pub const MIN_INGEST_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 
 /// What the HTTP layer needs from the configuration, validated.
 #[derive(Debug, Clone)]
@@ -138,6 +169,8 @@ pub struct HttpSettings {
     pub session_idle: Duration,
     /// Absolute session lifetime.
     pub session_max: Duration,
+    /// Ingestion queue, writers and rate limits.
+    pub ingest: IngestSettings,
 }
 
 /// A configuration value that cannot work; names the variable.
@@ -167,12 +200,40 @@ impl ServerConfig {
             }
         };
         let (public_origin, secure_cookies) = parse_public_url(&url)?;
+        if self.ingest_queue_bytes < MIN_INGEST_QUEUE_BYTES {
+            return Err(ConfigError {
+                variable: "NORTHSTAR_INGEST_QUEUE_BYTES",
+                reason: format!(
+                    "must be at least {MIN_INGEST_QUEUE_BYTES} (8 MiB): the largest request must fit"
+                ),
+            });
+        }
+        if !(1..=32).contains(&self.ingest_writers) {
+            return Err(ConfigError {
+                variable: "NORTHSTAR_INGEST_WRITERS",
+                reason: "must be between 1 and 32".into(),
+            });
+        }
+        if !(1..=100_000).contains(&self.ingest_batch_rows) {
+            return Err(ConfigError {
+                variable: "NORTHSTAR_INGEST_BATCH_ROWS",
+                reason: "must be between 1 and 100000".into(),
+            });
+        }
         Ok(HttpSettings {
             public_origin,
             secure_cookies,
             max_body_bytes: self.max_body_bytes,
             session_idle: Duration::from_secs(u64::from(self.session_idle_minutes) * 60),
             session_max: Duration::from_secs(u64::from(self.session_max_hours) * 3600),
+            ingest: IngestSettings {
+                pipeline: PipelineSettings {
+                    queue_bytes: self.ingest_queue_bytes,
+                    writers: self.ingest_writers,
+                    batch_rows: self.ingest_batch_rows,
+                },
+                rates: self.ingest_rate_limits.clone(),
+            },
         })
     }
 }

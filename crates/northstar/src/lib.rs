@@ -15,6 +15,8 @@ pub mod cli;
 pub mod config;
 mod demo;
 pub mod http;
+pub mod ingest;
+pub mod jobs;
 pub mod provision;
 pub mod server;
 pub mod state;

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::{
     build_router,
     config::{DatabaseConfig, ServerConfig},
-    demo,
+    demo, jobs,
     state::AppState,
 };
 
@@ -61,7 +61,7 @@ pub async fn run(
         )
         .await
         .context("connecting as northstar_app")?;
-        let state = AppState::new(pool, settings)?;
+        let (state, writers) = AppState::new(pool, settings)?;
         let listener = TcpListener::bind(server.bind)
             .await
             .with_context(|| format!("binding NORTHSTAR_BIND={}", server.bind))?;
@@ -69,15 +69,22 @@ pub async fn run(
             demo::provision(&state, options).await?;
             demo::print_welcome(&state.settings.public_origin, options);
         }
-        spawn_housekeeping(&state);
+        let housekeeping = spawn_housekeeping(&state);
+        let jobs = jobs::spawn_runner(state.pool.clone());
         tracing::info!(address = %server.bind, public_origin = %state.settings.public_origin, "serving");
-        axum::serve(
+        let served = axum::serve(
             listener,
             build_router(state).into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .context("serving HTTP")
+        .context("serving HTTP");
+        housekeeping.abort();
+        jobs.abort();
+        // Every acknowledged message is already committed; this writes what
+        // was queued for requests still being answered.
+        writers.drain().await;
+        served
     }
     .await;
     tracing::info!("shutting down");
@@ -88,7 +95,7 @@ pub async fn run(
 }
 
 /// Once a minute: forget idle throttle buckets and delete dead sessions.
-fn spawn_housekeeping(state: &AppState) {
+fn spawn_housekeeping(state: &AppState) -> tokio::task::JoinHandle<()> {
     let state = state.clone();
     tokio::spawn(async move {
         let idle = chrono::Duration::from_std(state.settings.session_idle)
@@ -97,11 +104,12 @@ fn spawn_housekeeping(state: &AppState) {
         loop {
             every.tick().await;
             state.login_throttle.forget_idle();
+            state.ingest.limits.forget_idle();
             if let Err(err) = northstar_db::sessions::delete_expired(&state.pool, idle).await {
                 tracing::warn!(error = %err, "could not delete expired sessions");
             }
         }
-    });
+    })
 }
 
 async fn shutdown_signal() {

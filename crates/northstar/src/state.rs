@@ -7,6 +7,11 @@ use sqlx::PgPool;
 use crate::{
     auth::{passwords::Passwords, throttle::LoginThrottle},
     config::HttpSettings,
+    ingest::{
+        Ingest,
+        pipeline::{Pipeline, Writers},
+        rate_limit::WriteKeyLimits,
+    },
 };
 
 /// Shared application state, cheap to clone.
@@ -20,19 +25,30 @@ pub struct AppState {
     pub passwords: Passwords,
     /// Log-in attempt limits.
     pub login_throttle: Arc<LoginThrottle>,
+    /// The ingestion queue and rate limits.
+    pub ingest: Ingest,
 }
 
 impl AppState {
-    /// State over `pool` with `settings`.
+    /// State over `pool` with `settings`, and the ingestion writers it
+    /// started (connecting like `pool`); drain them after serving.
     pub fn new(
         pool: PgPool,
         settings: HttpSettings,
-    ) -> Result<Self, crate::auth::passwords::HashError> {
-        Ok(AppState {
+    ) -> Result<(Self, Writers), crate::auth::passwords::HashError> {
+        let options = pool.connect_options().as_ref().clone();
+        let (pipeline, writers) = Pipeline::start(options, &settings.ingest.pipeline);
+        let ingest = Ingest {
+            pipeline,
+            limits: Arc::new(WriteKeyLimits::new(&settings.ingest.rates)),
+        };
+        let state = AppState {
             pool,
             settings: Arc::new(settings),
             passwords: Passwords::new()?,
             login_throttle: Arc::new(LoginThrottle::default()),
-        })
+            ingest,
+        };
+        Ok((state, writers))
     }
 }

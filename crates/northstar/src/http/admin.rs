@@ -3,6 +3,7 @@
 use axum::{Json, extract::State, http::HeaderMap, http::StatusCode};
 use northstar_db::{
     TenantTx, audit,
+    jobs::{self, JobStatus},
     provisioning::ProvisionOutcome,
     tenants::{self, Tenant, TenantStatus, TenantSummary},
     users::User,
@@ -206,4 +207,26 @@ pub async fn set_tenant_status(
     audit::record(&mut tx, actor, action, Some(slug), json!({})).await?;
     tx.commit().await?;
     Ok(Some(tenant))
+}
+
+/// The background jobs' schedule.
+#[derive(Serialize, ToSchema)]
+pub struct JobList {
+    /// By name.
+    pub jobs: Vec<JobStatus>,
+}
+
+/// Background jobs: when each runs next, and how its last run went.
+#[utoipa::path(
+    get, path = "/api/v1/admin/jobs", tag = "admin",
+    security(("session" = [])),
+    responses((status = 200, body = JobList), (status = 401, body = Problem), (status = 403, body = Problem))
+)]
+pub async fn list_jobs(
+    _admin: SuperAdmin,
+    State(state): State<AppState>,
+) -> Result<Json<JobList>, ApiError> {
+    Ok(Json(JobList {
+        jobs: jobs::list(&state.pool).await?,
+    }))
 }

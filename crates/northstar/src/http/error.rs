@@ -15,6 +15,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use northstar_db::DbError;
+
+use crate::ingest::pipeline::PipelineError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -63,6 +65,9 @@ pub enum ApiError {
     /// Some fields are invalid: fix them and retry.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// Ingestion: every message of the request is invalid; nothing was stored.
+    #[error("invalid messages")]
+    InvalidMessages(Vec<FieldError>),
     /// The body is not well-formed JSON.
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
@@ -78,6 +83,9 @@ pub enum ApiError {
     /// No valid session or API key.
     #[error("authentication required")]
     Unauthenticated,
+    /// Ingestion: no write key, or not a live one.
+    #[error("missing, unknown or revoked write key")]
+    InvalidWriteKey,
     /// Wrong email or password (deliberately not saying which).
     #[error("email or password is incorrect")]
     InvalidCredentials,
@@ -110,6 +118,12 @@ pub enum ApiError {
         /// When a retry may succeed.
         retry_after: Duration,
     },
+    /// Ingestion is at capacity: retry after the given time.
+    #[error("ingestion is at capacity; retry later")]
+    Overloaded {
+        /// When a retry may succeed.
+        retry_after: Duration,
+    },
     /// A dependency (the database) is unavailable: retry later.
     #[error("service unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -128,10 +142,12 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidMessages(_) | ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unauthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated
+            | ApiError::InvalidCredentials
+            | ApiError::InvalidWriteKey => StatusCode::UNAUTHORIZED,
             ApiError::CsrfRejected | ApiError::Forbidden(_) | ApiError::TenantSuspended => {
                 StatusCode::FORBIDDEN
             }
@@ -139,7 +155,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded { .. } | ApiError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -148,11 +166,13 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Validation(_) => "validation_failed",
+            ApiError::InvalidMessages(_) => "invalid_messages",
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::InvalidWriteKey => "invalid_write_key",
             ApiError::CsrfRejected => "csrf_rejected",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::TenantSuspended => "tenant_suspended",
@@ -160,6 +180,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict { code, .. } => code,
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Overloaded { .. } => "overloaded",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -168,11 +189,13 @@ impl ApiError {
     fn title(&self) -> &'static str {
         match self {
             ApiError::Validation(_) => "The request has invalid fields",
+            ApiError::InvalidMessages(_) => "No message of the request is valid",
             ApiError::MalformedJson(_) => "The request body is not valid JSON",
             ApiError::UnsupportedMediaType => "Unsupported media type",
             ApiError::PayloadTooLarge { .. } => "Request body too large",
             ApiError::Unauthenticated => "Authentication required",
             ApiError::InvalidCredentials => "Invalid credentials",
+            ApiError::InvalidWriteKey => "Invalid write key",
             ApiError::CsrfRejected => "CSRF check failed",
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::TenantSuspended => "Tenant suspended",
@@ -180,6 +203,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "Method not allowed",
             ApiError::Conflict { .. } => "Conflict",
             ApiError::RateLimited { .. } => "Too many requests",
+            ApiError::Overloaded { .. } => "Ingestion at capacity",
             ApiError::Unavailable(_) => "Service unavailable",
             ApiError::Internal(_) => "Internal server error",
         }
@@ -187,7 +211,10 @@ impl ApiError {
 
     fn detail(&self) -> Option<String> {
         match self {
-            ApiError::Validation(_) | ApiError::Unavailable(_) | ApiError::Internal(_) => None,
+            ApiError::Validation(_)
+            | ApiError::InvalidMessages(_)
+            | ApiError::Unavailable(_)
+            | ApiError::Internal(_) => None,
             ApiError::NotFound | ApiError::MethodNotAllowed => None,
             other => Some(other.to_string()),
         }
@@ -203,6 +230,19 @@ impl From<DbError> for ApiError {
             },
             DbError::Unavailable(_) => ApiError::Unavailable(Box::new(err)),
             other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(err: PipelineError) -> Self {
+        match err {
+            PipelineError::Full | PipelineError::Closed => ApiError::Overloaded {
+                retry_after: Duration::from_secs(2),
+            },
+            PipelineError::Write(_) => ApiError::Unavailable(Box::new(err)),
+            // The queue is configured to hold the largest request: a bug.
+            PipelineError::TooLarge { .. } => ApiError::Internal(Box::new(err)),
         }
     }
 }
@@ -233,7 +273,7 @@ impl IntoResponse for ApiError {
             code: self.code(),
             detail: self.detail(),
             errors: match &self {
-                ApiError::Validation(errors) => errors.clone(),
+                ApiError::Validation(errors) | ApiError::InvalidMessages(errors) => errors.clone(),
                 _ => Vec::new(),
             },
         };
@@ -244,7 +284,7 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         match &self {
-            ApiError::RateLimited { retry_after } => {
+            ApiError::RateLimited { retry_after } | ApiError::Overloaded { retry_after } => {
                 let seconds = retry_after.as_secs().max(1);
                 if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
                     headers.insert(header::RETRY_AFTER, value);
@@ -257,6 +297,12 @@ impl IntoResponse for ApiError {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"northstar\""),
+                );
+            }
+            ApiError::InvalidWriteKey => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"northstar-ingest\""),
                 );
             }
             _ => {}

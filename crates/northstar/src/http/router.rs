@@ -1,13 +1,17 @@
 //! Every route, grouped by who calls it. The OpenAPI document is generated
 //! from this same list (`utoipa_axum::routes!`), so the two cannot drift.
 
+use std::time::Duration;
+
 use axum::{
     Router,
     extract::DefaultBodyLimit,
-    http::{HeaderName, Request},
+    http::{HeaderName, Method, Request},
+    routing::post,
 };
 use tower::ServiceBuilder;
 use tower_http::{
+    cors::{AllowHeaders, Any, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     sensitive_headers::SetSensitiveRequestHeadersLayer,
     trace::TraceLayer,
@@ -21,7 +25,10 @@ use utoipa::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{admin, api_keys, auth, error::ApiError, health, members, tenants};
+use super::{
+    admin, api_keys, auth, error::ApiError, health, import, ingestion, members, posthog, segment,
+    tenants,
+};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -37,6 +44,7 @@ use crate::state::AppState;
         (name = "tenants", description = "A tenant and its audit log"),
         (name = "members", description = "Who belongs to a tenant"),
         (name = "api-keys", description = "Write keys (ingestion) and secret keys (REST API)"),
+        (name = "ingestion", description = "The Segment tracking API, PostHog capture, bulk import and ingestion counters"),
         (name = "admin", description = "Platform super-admin"),
         (name = "operations", description = "Probes"),
     )
@@ -64,6 +72,17 @@ impl Modify for SecuritySchemes {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "write_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "A tenant's write key (ns_wk_…) as the user name, with an empty password.",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -84,10 +103,52 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(members::change_role, members::remove))
         .routes(routes!(api_keys::list, api_keys::create))
         .routes(routes!(api_keys::revoke))
+        .routes(routes!(import::ndjson))
+        .routes(routes!(ingestion::stats))
         // Admin
         .routes(routes!(admin::list_tenants, admin::provision_tenant))
         .routes(routes!(admin::suspend_tenant))
         .routes(routes!(admin::reactivate_tenant))
+        .routes(routes!(admin::list_jobs))
+        .merge(sdk_routes())
+}
+
+/// SDK-facing ingestion: Segment's tracking API (with analytics.js's short
+/// paths) and PostHog's capture API. Browsers call these cross-origin with
+/// the write key in the body or in `Authorization`, so CORS allows any
+/// origin, without credentials.
+fn sdk_routes() -> OpenApiRouter<AppState> {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers(AllowHeaders::mirror_request())
+        .max_age(Duration::from_secs(24 * 3600));
+    OpenApiRouter::new()
+        // Segment ingestion
+        .routes(routes!(segment::batch))
+        .route("/v1/import", post(segment::batch))
+        .routes(routes!(segment::track))
+        .routes(routes!(segment::page))
+        .routes(routes!(segment::screen))
+        .routes(routes!(segment::identify))
+        .routes(routes!(segment::group))
+        .routes(routes!(segment::alias))
+        .route("/v1/t", post(segment::track))
+        .route("/v1/p", post(segment::page))
+        .route("/v1/s", post(segment::screen))
+        .route("/v1/i", post(segment::identify))
+        .route("/v1/g", post(segment::group))
+        .route("/v1/a", post(segment::alias))
+        // PostHog ingestion
+        .routes(routes!(posthog::capture))
+        .route("/batch", post(posthog::capture))
+        .route("/capture/", post(posthog::capture))
+        .route("/capture", post(posthog::capture))
+        .route("/e/", post(posthog::capture))
+        .route("/e", post(posthog::capture))
+        .route("/i/v0/e/", post(posthog::capture))
+        .route("/i/v0/e", post(posthog::capture))
+        .layer(cors)
 }
 
 /// The OpenAPI document of every route.

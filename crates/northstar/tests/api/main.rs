@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod config_docs;
 mod cross_tenant;
+mod ingest_segment;
 mod members;
 mod openapi;
 mod problems;

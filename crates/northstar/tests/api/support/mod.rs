@@ -20,6 +20,7 @@ use northstar::{
     auth::throttle::{self, LoginThrottle},
     build_router,
     config::HttpSettings,
+    ingest::{IngestSettings, pipeline::PipelineSettings, pipeline::Writers},
 };
 use northstar_db::{
     audit::Actor,
@@ -44,6 +45,8 @@ pub struct TestApp {
     pub db: TestDatabase,
     /// The state the router was built from.
     pub state: AppState,
+    /// The ingestion writers (aborted when the app is dropped).
+    pub writers: Option<Writers>,
     router: Router,
 }
 
@@ -101,6 +104,16 @@ pub fn test_settings() -> HttpSettings {
         max_body_bytes: 64 * 1024,
         session_idle: Duration::from_secs(3600),
         session_max: Duration::from_secs(24 * 3600),
+        ingest: IngestSettings {
+            pipeline: PipelineSettings {
+                queue_bytes: 64 * 1024 * 1024,
+                writers: 2,
+                batch_rows: 5000,
+            },
+            rates: "free=1000,starter=5000,growth=20000,enterprise=100000"
+                .parse()
+                .expect("rates"),
+        },
     }
 }
 
@@ -123,10 +136,15 @@ impl TestApp {
     /// The app with custom settings.
     pub async fn spawn_with(settings: HttpSettings) -> Self {
         let db = TestDatabase::create().await;
-        let mut state = AppState::new(db.app_pool().clone(), settings).expect("state");
+        let (mut state, writers) = AppState::new(db.app_pool().clone(), settings).expect("state");
         state.login_throttle = std::sync::Arc::new(slow_refill_throttle());
         let router = build_router(state.clone());
-        TestApp { db, state, router }
+        TestApp {
+            db,
+            state,
+            writers: Some(writers),
+            router,
+        }
     }
 
     /// Sends a request through the router in-process.
@@ -355,4 +373,92 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .find(|v| v.contains("northstar_session="))
         .and_then(|v| v.split(';').next())
         .map(str::to_owned)
+}
+
+/// An SDK sending with a write key, the way Segment's libraries do: the key
+/// as the basic-auth user name with an empty password.
+#[derive(Clone)]
+pub struct Sdk {
+    router: Router,
+    pub write_key: String,
+}
+
+impl Sdk {
+    /// Posts JSON to `path` with basic auth.
+    pub async fn post(&self, path: &str, body: Value) -> TestResponse {
+        self.post_bytes(path, body.to_string().into_bytes(), &[]).await
+    }
+
+    /// Posts raw bytes with basic auth and extra headers.
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> TestResponse {
+        use base64::Engine;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:", self.write_key));
+        let mut builder = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Basic {auth}"))
+            .header(header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        send(&self.router, builder.body(Body::from(body)).expect("request")).await
+    }
+}
+
+/// A stored event, as read back by the superuser (past RLS).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredEvent {
+    pub tenant_id: Uuid,
+    pub time: chrono::DateTime<chrono::Utc>,
+    pub message_id: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub event: Option<String>,
+    pub user_id: Option<String>,
+    pub anonymous_id: Option<String>,
+    pub group_id: Option<String>,
+    pub previous_id: Option<String>,
+    pub properties: Option<Value>,
+    pub context: Option<Value>,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl TestApp {
+    /// An SDK with `write_key`.
+    pub fn sdk(&self, write_key: &str) -> Sdk {
+        Sdk {
+            router: self.router.clone(),
+            write_key: write_key.to_owned(),
+        }
+    }
+
+    /// Every stored event of every tenant, oldest first, read past RLS.
+    pub async fn events(&self) -> Vec<StoredEvent> {
+        let mut admin = self.db.admin().await;
+        sqlx::query_as(
+            "SELECT tenant_id, time, message_id, type, event, user_id, anonymous_id, group_id,
+                    previous_id, properties::jsonb AS properties, context::jsonb AS context,
+                    received_at, sent_at
+             FROM events ORDER BY time, message_id",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .expect("read events")
+    }
+
+    /// One JSON row per result row of `sql`, run as the superuser.
+    pub async fn rows(&self, sql: &str) -> Vec<Value> {
+        let mut admin = self.db.admin().await;
+        sqlx::query_scalar(&format!("SELECT coalesce(jsonb_agg(r), '[]') FROM ({sql}) r"))
+            .fetch_one(&mut admin)
+            .await
+            .map(|rows: Value| rows.as_array().cloned().unwrap_or_default())
+            .unwrap_or_else(|err| panic!("{sql}: {err}"))
+    }
 }

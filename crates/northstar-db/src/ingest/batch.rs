@@ -1,0 +1,365 @@
+//! A batch of encoded rows from many tenants, and the writer that stores it
+//! in one transaction.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Datelike, Utc};
+use sqlx::{Connection, PgConnection, postgres::PgConnectOptions};
+use uuid::Uuid;
+
+use super::{
+    partitions::ensure_partitions_on,
+    row::{COLUMNS, EventRow, MessageType},
+};
+use crate::DbError;
+
+/// Rows (and rejection counts) of many tenants, to be written together.
+#[derive(Default)]
+pub struct Batch {
+    data: Vec<u8>,
+    parts: BTreeMap<Uuid, Part>,
+    seen: HashSet<(Uuid, String)>,
+    earliest: Option<DateTime<Utc>>,
+    latest: Option<DateTime<Utc>>,
+}
+
+/// One tenant's share of a batch.
+#[derive(Default)]
+struct Part {
+    rows: u64,
+    duplicates_in_batch: u64,
+    identify: bool,
+    group: bool,
+    alias: bool,
+    rejected: BTreeMap<String, u64>,
+}
+
+/// What a batch did for one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantOutcome {
+    /// The tenant.
+    pub tenant_id: Uuid,
+    /// Messages stored for the first time.
+    pub stored: u64,
+    /// Messages whose id was already stored (retries), now dropped.
+    pub duplicates: u64,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a row. A row whose tenant and message id the batch already holds
+    /// is counted as a duplicate and not written twice.
+    pub fn push(&mut self, row: &EventRow) {
+        let part = self.parts.entry(row.tenant_id).or_default();
+        if !self.seen.insert((row.tenant_id, row.message_id.clone())) {
+            part.duplicates_in_batch += 1;
+            return;
+        }
+        part.rows += 1;
+        match row.kind {
+            MessageType::Identify => part.identify = true,
+            MessageType::Group => part.group = true,
+            MessageType::Alias => part.alias = true,
+            MessageType::Track | MessageType::Page | MessageType::Screen => {}
+        }
+        self.earliest = Some(self.earliest.map_or(row.time, |t| t.min(row.time)));
+        self.latest = Some(self.latest.map_or(row.time, |t| t.max(row.time)));
+        row.encode(&mut self.data);
+    }
+
+    /// Counts `count` messages of `tenant_id` rejected for `reason`.
+    pub fn reject(&mut self, tenant_id: Uuid, reason: &str, count: u64) {
+        if count == 0 {
+            return;
+        }
+        *self
+            .parts
+            .entry(tenant_id)
+            .or_default()
+            .rejected
+            .entry(reason.to_owned())
+            .or_default() += count;
+    }
+
+    /// Rows to write.
+    pub fn rows(&self) -> u64 {
+        self.parts.values().map(|p| p.rows).sum()
+    }
+
+    /// Size of the encoded rows in bytes.
+    pub fn encoded_bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether the batch holds neither rows nor counts.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The earliest and latest row times.
+    fn time_span(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        Some((self.earliest?, self.latest?))
+    }
+}
+
+/// A dedicated connection that writes batches. It owns a temporary staging
+/// table (rows are COPYed there: PostgreSQL refuses COPY FROM into a table
+/// with row level security) and remembers which monthly partitions exist.
+pub struct BatchWriter {
+    conn: PgConnection,
+    months: HashSet<i32>,
+}
+
+const STAGING: &str = "CREATE TEMPORARY TABLE ingest_staging (
+    tenant_id uuid NOT NULL,
+    time timestamptz NOT NULL,
+    message_id text COLLATE \"C\" NOT NULL,
+    type text NOT NULL,
+    event text,
+    user_id text COLLATE \"C\",
+    anonymous_id text COLLATE \"C\",
+    group_id text COLLATE \"C\",
+    previous_id text COLLATE \"C\",
+    properties text,
+    context text,
+    received_at timestamptz NOT NULL,
+    sent_at timestamptz
+) ON COMMIT DELETE ROWS";
+
+/// Records the tenant's new message ids and inserts the events they belong
+/// to; answers how many were new.
+const STORE_EVENTS: &str = "
+WITH fresh AS (
+    INSERT INTO event_message_ids (tenant_id, message_hash)
+    SELECT tenant_id, md5(message_id)::uuid FROM ingest_staging WHERE tenant_id = $1
+    ON CONFLICT DO NOTHING
+    RETURNING message_hash
+), stored AS (
+    INSERT INTO events (tenant_id, time, message_id, type, event, user_id, anonymous_id,
+                        group_id, previous_id, properties, context, received_at, sent_at)
+    SELECT tenant_id, time, message_id, type, event, user_id, anonymous_id,
+           group_id, previous_id, properties::json, context::json, received_at, sent_at
+    FROM ingest_staging
+    WHERE tenant_id = $1 AND md5(message_id)::uuid IN (SELECT message_hash FROM fresh)
+    RETURNING 1
+)
+SELECT count(*) FROM stored";
+
+/// Identify: merge traits (a newer call's keys win) and first/last seen.
+const UPSERT_PROFILES: &str = "
+INSERT INTO profiles AS p (tenant_id, user_id, traits, first_seen, last_seen)
+SELECT tenant_id, user_id, jsonb_merge_agg(coalesce(properties::jsonb, '{}') ORDER BY time),
+       min(time), max(time)
+FROM ingest_staging
+WHERE tenant_id = $1 AND type = 'identify' AND user_id IS NOT NULL
+GROUP BY tenant_id, user_id ORDER BY user_id
+ON CONFLICT (tenant_id, user_id) DO UPDATE SET
+    traits = CASE WHEN excluded.last_seen >= p.last_seen THEN p.traits || excluded.traits
+                  ELSE excluded.traits || p.traits END,
+    first_seen = least(p.first_seen, excluded.first_seen),
+    last_seen = greatest(p.last_seen, excluded.last_seen)";
+
+/// Identify with both ids: the anonymous id counts as the user from now on
+/// (the first user it is identified as wins; alias can re-point it).
+const LINK_ANONYMOUS_IDS: &str = "
+INSERT INTO identity_links (tenant_id, alias_id, person_id, linked_at)
+SELECT DISTINCT ON (s.anonymous_id) s.tenant_id, s.anonymous_id,
+       coalesce((SELECT l.person_id FROM identity_links l
+                 WHERE l.tenant_id = s.tenant_id AND l.alias_id = s.user_id), s.user_id),
+       s.time
+FROM ingest_staging s
+WHERE s.tenant_id = $1 AND s.type = 'identify' AND s.user_id IS NOT NULL
+  AND s.anonymous_id IS NOT NULL AND s.anonymous_id <> s.user_id
+ORDER BY s.anonymous_id, s.time
+ON CONFLICT (tenant_id, alias_id) DO NOTHING";
+
+const APPLY_ALIASES: &str = "
+SELECT count(apply_alias(tenant_id, previous_id, user_id, time))
+FROM (SELECT tenant_id, previous_id, user_id, time FROM ingest_staging
+      WHERE tenant_id = $1 AND type = 'alias' ORDER BY time, message_id) a";
+
+const UPSERT_ACCOUNTS: &str = "
+INSERT INTO accounts AS a (tenant_id, group_id, traits, first_seen, last_seen)
+SELECT tenant_id, group_id, jsonb_merge_agg(coalesce(properties::jsonb, '{}') ORDER BY time),
+       min(time), max(time)
+FROM ingest_staging
+WHERE tenant_id = $1 AND type = 'group'
+GROUP BY tenant_id, group_id ORDER BY group_id
+ON CONFLICT (tenant_id, group_id) DO UPDATE SET
+    traits = CASE WHEN excluded.last_seen >= a.last_seen THEN a.traits || excluded.traits
+                  ELSE excluded.traits || a.traits END,
+    first_seen = least(a.first_seen, excluded.first_seen),
+    last_seen = greatest(a.last_seen, excluded.last_seen)";
+
+const UPSERT_ACCOUNT_MEMBERS: &str = "
+INSERT INTO account_members AS m (tenant_id, group_id, member_id, first_seen)
+SELECT tenant_id, group_id, coalesce(user_id, anonymous_id), min(time)
+FROM ingest_staging
+WHERE tenant_id = $1 AND type = 'group'
+GROUP BY 1, 2, 3 ORDER BY 2, 3
+ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE SET
+    first_seen = least(m.first_seen, excluded.first_seen)";
+
+const ADD_COUNTERS: &str = "
+INSERT INTO ingest_counters AS c (tenant_id, day, outcome, reason, count)
+SELECT $1, (now() AT TIME ZONE 'UTC')::date, u.outcome, u.reason, u.count
+FROM unnest($2::text[], $3::text[], $4::bigint[]) AS u(outcome, reason, count)
+WHERE u.count > 0
+ORDER BY u.outcome, u.reason
+ON CONFLICT (tenant_id, day, outcome, reason) DO UPDATE SET count = c.count + excluded.count";
+
+impl BatchWriter {
+    /// Opens a connection with `options` (the app role's) and its staging table.
+    pub async fn connect(options: &PgConnectOptions) -> Result<Self, DbError> {
+        let mut conn = PgConnection::connect_with(options)
+            .await
+            .map_err(DbError::Unavailable)?;
+        sqlx::query(STAGING).execute(&mut conn).await?;
+        Ok(BatchWriter {
+            conn,
+            months: HashSet::new(),
+        })
+    }
+
+    /// Writes `batch` in one transaction and commits it: when this returns
+    /// `Ok`, every row is durable (or was a duplicate of a durable row).
+    pub async fn write(&mut self, batch: &Batch) -> Result<Vec<TenantOutcome>, DbError> {
+        if let Some((earliest, latest)) = batch.time_span() {
+            let months = month_number(earliest)..=month_number(latest);
+            if months.clone().any(|m| !self.months.contains(&m)) {
+                ensure_partitions_on(&mut self.conn, earliest, latest).await?;
+                self.months.extend(months);
+            }
+        }
+        let written = self.write_transaction(batch).await;
+        if let Err(DbError::Other(sqlx::Error::Database(err))) = &written
+            && err.code().as_deref() == Some("23514")
+        {
+            // No partition for a row: one was dropped since we looked.
+            self.months.clear();
+        }
+        written
+    }
+
+    async fn write_transaction(&mut self, batch: &Batch) -> Result<Vec<TenantOutcome>, DbError> {
+        // Owned copies, so nothing borrowed from `batch` is held across an await.
+        let plans: Vec<(Uuid, PartPlan)> = batch
+            .parts
+            .iter()
+            .map(|(&tenant_id, part)| (tenant_id, PartPlan::of(part)))
+            .collect();
+        let copy = format!("COPY ingest_staging ({COLUMNS}) FROM STDIN");
+        let mut tx = self.conn.begin().await?;
+        if !batch.data.is_empty() {
+            let mut copy = tx.copy_in_raw(&copy).await?;
+            copy.send(batch.data.as_slice()).await?;
+            copy.finish().await?;
+        }
+        let mut outcomes = Vec::with_capacity(plans.len());
+        for (tenant_id, plan) in plans {
+            outcomes.push(store_part(&mut tx, tenant_id, plan).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) {
+        self.conn.close().await.ok();
+    }
+}
+
+/// What to do for one tenant of a batch.
+struct PartPlan {
+    rows: u64,
+    duplicates_in_batch: u64,
+    statements: Vec<&'static str>,
+    outcomes: Vec<&'static str>,
+    reasons: Vec<String>,
+    counts: Vec<i64>,
+}
+
+impl PartPlan {
+    fn of(part: &Part) -> Self {
+        let mut statements = Vec::new();
+        if part.identify {
+            statements.extend([UPSERT_PROFILES, LINK_ANONYMOUS_IDS]);
+        }
+        if part.alias {
+            statements.push(APPLY_ALIASES);
+        }
+        if part.group {
+            statements.extend([UPSERT_ACCOUNTS, UPSERT_ACCOUNT_MEMBERS]);
+        }
+        let mut plan = PartPlan {
+            rows: part.rows,
+            duplicates_in_batch: part.duplicates_in_batch,
+            statements,
+            outcomes: Vec::new(),
+            reasons: Vec::new(),
+            counts: Vec::new(),
+        };
+        for (reason, count) in &part.rejected {
+            plan.outcomes.push("rejected");
+            plan.reasons.push(reason.clone());
+            plan.counts.push(to_i64(*count));
+        }
+        plan
+    }
+}
+
+/// Stores one tenant's rows from the staging table under its RLS context.
+async fn store_part(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    mut plan: PartPlan,
+) -> Result<TenantOutcome, DbError> {
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    let stored: i64 = if plan.rows > 0 {
+        sqlx::query_scalar(STORE_EVENTS)
+            .bind(tenant_id)
+            .fetch_one(&mut *conn)
+            .await?
+    } else {
+        0
+    };
+    let stored = stored.unsigned_abs();
+    for statement in std::mem::take(&mut plan.statements) {
+        sqlx::query(statement)
+            .bind(tenant_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let duplicates = plan.rows - stored + plan.duplicates_in_batch;
+    plan.outcomes.extend(["stored", "duplicate"]);
+    plan.reasons.extend([String::new(), String::new()]);
+    plan.counts.extend([to_i64(stored), to_i64(duplicates)]);
+    sqlx::query(ADD_COUNTERS)
+        .bind(tenant_id)
+        .bind(plan.outcomes)
+        .bind(plan.reasons)
+        .bind(plan.counts)
+        .execute(&mut *conn)
+        .await?;
+    Ok(TenantOutcome {
+        tenant_id,
+        stored,
+        duplicates,
+    })
+}
+
+/// `year * 12 + month0`: consecutive months are consecutive numbers.
+fn month_number(at: DateTime<Utc>) -> i32 {
+    at.year() * 12 + at.month0() as i32
+}
+
+fn to_i64(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,20 @@
+//! The write end of ingestion: rows encoded for `COPY`, the batch writer
+//! that stores them (deduplicated, one commit per batch), the partitions
+//! they land in, retention, and the per-tenant counters.
+//!
+//! The path of a batch: the app encodes each accepted message as one
+//! [`EventRow`] line; a [`Batch`] gathers lines of many tenants; a
+//! [`BatchWriter`] `COPY`s the batch into its connection's temporary staging
+//! table, then, tenant by tenant under that tenant's RLS context, records the
+//! new message ids, inserts the events whose ids were new, applies
+//! identify/group/alias side effects and adds to the counters, and commits.
+
+mod batch;
+pub mod counters;
+mod partitions;
+pub mod retention;
+mod row;
+
+pub use batch::{Batch, BatchWriter, TenantOutcome};
+pub use partitions::ensure_partitions;
+pub use row::{EventRow, MessageType};

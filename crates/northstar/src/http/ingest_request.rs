@@ -1,0 +1,161 @@
+//! What every SDK-facing ingestion endpoint does around its own format:
+//! read the (possibly gzipped) body within its limit, authenticate the write
+//! key, apply the key's rate limit, and store the valid rows and the counts
+//! of the rejected ones.
+//!
+//! Status codes follow what SDKs do with them: 400/401/403/413 make them drop
+//! the batch, so they are used only when no message of it could be stored;
+//! 429 and 503 (with `Retry-After`) make them retry.
+
+use std::io::Read;
+
+use axum::{
+    body::{Body, Bytes},
+    http::{HeaderMap, header},
+};
+use base64::Engine;
+use chrono::Utc;
+use northstar_db::{
+    api_keys::{self, IngestScope},
+    ingest::EventRow,
+    tenants::TenantStatus,
+};
+
+use super::{caller::ClientAddress, error::ApiError};
+use crate::{
+    ingest::{
+        message::{Receipt, Rejection},
+        pipeline::WhenFull,
+    },
+    state::AppState,
+};
+
+/// Largest batch request, as Segment documents it: 500 KB (after gzip decoding).
+pub const MAX_BATCH_BYTES: usize = 500 * 1024;
+
+/// Whether the body is gzip-compressed: `Content-Encoding: gzip`, or
+/// PostHog's `?compression=gzip-js`.
+pub fn gzipped(headers: &HeaderMap, query_says_gzip: bool) -> Result<bool, ApiError> {
+    match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or_default().trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("" | "identity") => Ok(query_says_gzip),
+        Some("gzip" | "x-gzip") => Ok(true),
+        Some(other) => Err(ApiError::Validation(vec![super::error::FieldError::new(
+            "Content-Encoding",
+            format!("{other:?} is not supported; send gzip or no encoding"),
+        )])),
+    }
+}
+
+/// The body, decompressed when `gzip`, refused with 413 beyond `limit` bytes
+/// (compressed or not).
+pub async fn read_body(body: Body, gzip: bool, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = ApiError::PayloadTooLarge { limit };
+    // Failing to buffer an in-memory body means it exceeded the limit (or the
+    // client went away, when the answer does not matter).
+    let raw = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large)?;
+    if !gzip {
+        return Ok(raw);
+    }
+    let mut decoded = Vec::with_capacity(raw.len() * 4);
+    flate2::read::GzDecoder::new(raw.as_ref())
+        .take(limit as u64 + 1)
+        .read_to_end(&mut decoded)
+        .map_err(|err| {
+            ApiError::MalformedJson(format!("the gzip body cannot be decoded: {err}"))
+        })?;
+    if decoded.len() > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    Ok(Bytes::from(decoded))
+}
+
+/// The user name of `Authorization: Basic …`: Segment's way to send the
+/// write key (with an empty password).
+pub fn basic_auth_user(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let user = text.split_once(':').map_or(text.as_str(), |(user, _)| user);
+    (!user.is_empty()).then(|| user.to_owned())
+}
+
+/// The write key's ingest scope: 401 for a missing, unknown, revoked or
+/// secret key; 403 for a suspended tenant.
+pub async fn authenticate(state: &AppState, key: Option<&str>) -> Result<IngestScope, ApiError> {
+    let key = key
+        .filter(|k| !k.is_empty())
+        .ok_or(ApiError::InvalidWriteKey)?;
+    let scope = api_keys::authenticate_write_key(&state.pool, key)
+        .await?
+        .ok_or(ApiError::InvalidWriteKey)?;
+    if scope.tenant_status == TenantStatus::Suspended {
+        return Err(ApiError::TenantSuspended);
+    }
+    Ok(scope)
+}
+
+/// Spends `messages` from the key's rate limit: 429 with `Retry-After` when over.
+pub fn check_rate(state: &AppState, scope: &IngestScope, messages: usize) -> Result<(), ApiError> {
+    state
+        .ingest
+        .limits
+        .check(&scope.plan, scope.key_id, messages)
+        .map_err(|over| ApiError::RateLimited {
+            retry_after: over.retry_after,
+        })
+}
+
+/// The request's receipt: tenant, arrival time, retention, client address.
+pub fn receipt(scope: &IngestScope, client: &ClientAddress) -> Receipt {
+    Receipt {
+        tenant_id: scope.tenant_id,
+        received_at: Utc::now(),
+        retention_days: scope.event_retention_days,
+        client_ip: client.0,
+    }
+}
+
+/// Stores `rows` and counts `rejections`; returns once committed. A full
+/// queue is a 503 with `Retry-After`.
+pub async fn store(
+    state: &AppState,
+    scope: &IngestScope,
+    rows: Vec<EventRow>,
+    rejections: &[Rejection],
+) -> Result<(), ApiError> {
+    state
+        .ingest
+        .pipeline
+        .submit(
+            scope.tenant_id,
+            rows,
+            count_by_code(rejections),
+            WhenFull::Refuse,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Rejections counted by reason code.
+pub fn count_by_code(rejections: &[Rejection]) -> Vec<(&'static str, u64)> {
+    let mut counts: Vec<(&'static str, u64)> = Vec::new();
+    for rejection in rejections {
+        match counts.iter_mut().find(|(code, _)| *code == rejection.code) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((rejection.code, 1)),
+        }
+    }
+    counts
+}
