@@ -71,14 +71,15 @@ CREATE TABLE accounts (
 SELECT enable_tenant_isolation('accounts');
 
 -- Who belongs to which account: the user id, or the anonymous id when the
--- group call had no user id.
+-- group call had no user id. (No foreign key to accounts: the writer always
+-- upserts the account in the same transaction, and a key check per row
+-- would cost ingest.)
 CREATE TABLE account_members (
-    tenant_id uuid NOT NULL,
+    tenant_id uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     group_id text COLLATE "C" NOT NULL,
     member_id text COLLATE "C" NOT NULL,
     first_seen timestamptz NOT NULL,
-    PRIMARY KEY (tenant_id, group_id, member_id),
-    FOREIGN KEY (tenant_id, group_id) REFERENCES accounts (tenant_id, group_id) ON DELETE CASCADE
+    PRIMARY KEY (tenant_id, group_id, member_id)
 );
 SELECT enable_tenant_isolation('account_members');
 

@@ -104,25 +104,18 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::list, api_keys::create))
         .routes(routes!(api_keys::revoke))
         .routes(routes!(import::ndjson))
+        .routes(routes!(import::csv))
         .routes(routes!(ingestion::stats))
         // Admin
         .routes(routes!(admin::list_tenants, admin::provision_tenant))
         .routes(routes!(admin::suspend_tenant))
         .routes(routes!(admin::reactivate_tenant))
         .routes(routes!(admin::list_jobs))
-        .merge(sdk_routes())
 }
 
 /// SDK-facing ingestion: Segment's tracking API (with analytics.js's short
-/// paths) and PostHog's capture API. Browsers call these cross-origin with
-/// the write key in the body or in `Authorization`, so CORS allows any
-/// origin, without credentials.
+/// paths) and PostHog's capture API.
 fn sdk_routes() -> OpenApiRouter<AppState> {
-    let cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::POST, Method::OPTIONS])
-        .allow_headers(AllowHeaders::mirror_request())
-        .max_age(Duration::from_secs(24 * 3600));
     OpenApiRouter::new()
         // Segment ingestion
         .routes(routes!(segment::batch))
@@ -148,17 +141,31 @@ fn sdk_routes() -> OpenApiRouter<AppState> {
         .route("/e", post(posthog::capture))
         .route("/i/v0/e/", post(posthog::capture))
         .route("/i/v0/e", post(posthog::capture))
+}
+
+/// Browsers call the SDK routes cross-origin with the write key in the body
+/// or in `Authorization`, so CORS allows any origin, without credentials.
+/// The 405 fallback is set before the layer, so preflights reach it.
+fn with_cors(sdk: Router<AppState>) -> Router<AppState> {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers(AllowHeaders::mirror_request())
+        .max_age(Duration::from_secs(24 * 3600));
+    sdk.method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(cors)
 }
 
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+    api_routes().merge(sdk_routes()).split_for_parts().1
 }
 
 /// The whole application, used alike by `northstar serve` and the tests.
 pub fn build_router(state: AppState) -> Router {
-    let (router, openapi) = api_routes().split_for_parts();
+    let (router, mut openapi) = api_routes().split_for_parts();
+    let (sdk, sdk_openapi) = sdk_routes().split_for_parts();
+    openapi.merge(sdk_openapi);
     let max_body = state.settings.max_body_bytes;
     let request_id = HeaderName::from_static("x-request-id");
     let middleware = ServiceBuilder::new()
@@ -179,6 +186,7 @@ pub fn build_router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(request_id));
     router
+        .merge(with_cors(sdk))
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

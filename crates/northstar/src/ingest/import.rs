@@ -7,6 +7,9 @@
 //!
 //! A line without `messageId` gets one derived from its text, so importing
 //! the same file twice stores each line once.
+//!
+//! [`Importer`] is shared with the CSV import ([`super::csv_import`]), which
+//! turns records into the same messages.
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -86,6 +89,7 @@ pub struct Importer<'a> {
     rejected: Vec<(&'static str, u64)>,
     report: ImportReport,
     committed_lines: u64,
+    on_rejection: Option<Box<dyn FnMut(&LineError) + Send + 'a>>,
 }
 
 impl<'a> Importer<'a> {
@@ -99,7 +103,16 @@ impl<'a> Importer<'a> {
             rejected: Vec::new(),
             report: ImportReport::default(),
             committed_lines: 0,
+            on_rejection: None,
         }
+    }
+
+    /// Hands every rejected line to `report` as it is found, beyond the
+    /// first [`MAX_REPORTED_ERRORS`] that the report lists (the CLI prints
+    /// them all).
+    pub fn on_rejection(mut self, report: impl FnMut(&LineError) + Send + 'a) -> Self {
+        self.on_rejection = Some(Box::new(report));
+        self
     }
 
     /// The time-of-arrival and tenant every row is validated against.
@@ -126,13 +139,17 @@ impl<'a> Importer<'a> {
                     Some((_, count)) => *count += 1,
                     None => self.rejected.push((rejection.code, 1)),
                 }
+                let error = LineError {
+                    line,
+                    field: rejection.field,
+                    reason: rejection.reason,
+                    code: rejection.code,
+                };
+                if let Some(report) = &mut self.on_rejection {
+                    report(&error);
+                }
                 if self.report.errors.len() < MAX_REPORTED_ERRORS {
-                    self.report.errors.push(LineError {
-                        line,
-                        field: rejection.field,
-                        reason: rejection.reason,
-                        code: rejection.code,
-                    });
+                    self.report.errors.push(error);
                 } else {
                     self.report.errors_truncated = true;
                 }
@@ -179,12 +196,12 @@ impl<'a> Importer<'a> {
     }
 }
 
-/// Imports an NDJSON byte stream: one message per line, `\n` or `\r\n`
-/// terminated, blank lines skipped, a line over 32 KB rejected without
-/// being buffered.
+/// Imports an NDJSON byte stream into `importer`: one message per line,
+/// `\n` or `\r\n` terminated, blank lines skipped, a line over 32 KB
+/// rejected without being buffered. `progress` gets the size of every chunk
+/// read.
 pub async fn ndjson<S, E>(
-    pipeline: &Pipeline,
-    receipt: Receipt,
+    mut importer: Importer<'_>,
     mut input: S,
     mut progress: impl FnMut(u64),
 ) -> Result<ImportReport, ImportError>
@@ -192,7 +209,6 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut importer = Importer::new(pipeline, receipt);
     let mut line = Vec::new();
     let mut number = 0u64;
     let mut oversized = false;

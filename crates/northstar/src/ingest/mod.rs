@@ -9,6 +9,7 @@
 //! batch writers of `northstar_db::ingest`, and the request is answered only
 //! once the batch holding its rows is committed.
 
+pub mod csv_import;
 pub mod import;
 pub mod message;
 pub mod pipeline;

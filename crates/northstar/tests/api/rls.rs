@@ -70,6 +70,69 @@ const FIXTURES: &[Fixture] = &[
         app_may_update: false,
         app_may_delete: false,
     },
+    Fixture {
+        table: "events",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO events (tenant_id, time, message_id, type, received_at)
+                 VALUES ($1, now(), 'rls-' || $2::uuid::text, 'track', now())",
+        set: "event = coalesce(event, '') || ' (changed)'",
+        app_may_update: false,
+        app_may_delete: true,
+    },
+    Fixture {
+        table: "event_message_ids",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO event_message_ids (tenant_id, message_hash)
+                 VALUES ($1, md5($2::uuid::text)::uuid)",
+        set: "message_hash = md5(message_hash::text)::uuid",
+        app_may_update: false,
+        app_may_delete: true,
+    },
+    Fixture {
+        table: "profiles",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO profiles (tenant_id, user_id, first_seen, last_seen)
+                 VALUES ($1, 'u-' || $2::uuid::text, now(), now())",
+        set: "traits = traits || '{\"changed\": true}'",
+        app_may_update: true,
+        app_may_delete: false,
+    },
+    Fixture {
+        table: "accounts",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO accounts (tenant_id, group_id, first_seen, last_seen)
+                 VALUES ($1, 'g-' || $2::uuid::text, now(), now())",
+        set: "traits = traits || '{\"changed\": true}'",
+        app_may_update: true,
+        app_may_delete: false,
+    },
+    Fixture {
+        table: "account_members",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO account_members (tenant_id, group_id, member_id, first_seen)
+                 VALUES ($1, 'g', 'm-' || $2::uuid::text, now())",
+        set: "first_seen = first_seen - interval '1 day'",
+        app_may_update: true,
+        app_may_delete: false,
+    },
+    Fixture {
+        table: "identity_links",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO identity_links (tenant_id, alias_id, person_id, linked_at)
+                 VALUES ($1, 'a-' || $2::uuid::text, 'p', now())",
+        set: "person_id = person_id || ' (changed)'",
+        app_may_update: true,
+        app_may_delete: false,
+    },
+    Fixture {
+        table: "ingest_counters",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO ingest_counters (tenant_id, day, outcome, reason, count)
+                 VALUES ($1, current_date, 'rejected', 'rls-' || $2::uuid::text, 1)",
+        set: "count = count + 1",
+        app_may_update: true,
+        app_may_delete: false,
+    },
 ];
 
 impl Fixture {
@@ -206,6 +269,13 @@ impl World {
         let mut admin = db.admin().await;
         let fixtures = fixtures_for_catalog(&mut admin).await;
         assert_grants_match_fixtures(&mut admin, &fixtures).await;
+        // Events are partitioned by time: the fixtures write today.
+        sqlx::query(
+            "SELECT ensure_event_partitions(now() - interval '1 day', now() + interval '1 day')",
+        )
+        .execute(&mut admin)
+        .await
+        .expect("create today's event partition");
 
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let (user_a, user_b, spare) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());

@@ -636,11 +636,11 @@ async fn the_guard_reports_a_careless_migration() {
         CREATE POLICY own ON gadgets FOR SELECT USING (tenant_id = (SELECT current_tenant_id()));
         CREATE POLICY everyone ON gadgets USING (true);
         -- Forced RLS on the parent, but the app is granted a partition.
-        CREATE TABLE events (tenant_id uuid, id bigint, PRIMARY KEY (tenant_id, id))
+        CREATE TABLE trail (tenant_id uuid, id bigint, PRIMARY KEY (tenant_id, id))
             PARTITION BY HASH (tenant_id);
-        SELECT enable_tenant_isolation('events');
-        CREATE TABLE events_0 PARTITION OF events FOR VALUES WITH (MODULUS 1, REMAINDER 0);
-        GRANT SELECT ON events_0 TO {APP_ROLE};
+        SELECT enable_tenant_isolation('trail');
+        CREATE TABLE trail_0 PARTITION OF trail FOR VALUES WITH (MODULUS 1, REMAINDER 0);
+        GRANT SELECT ON trail_0 TO {APP_ROLE};
         -- A view that reads tenant rows with its owner's rights.
         CREATE VIEW member_counts AS SELECT tenant_id, count(*) FROM memberships GROUP BY 1;
         GRANT SELECT ON member_counts TO {APP_ROLE};
@@ -684,6 +684,7 @@ async fn the_guard_reports_a_careless_migration() {
         "memberships:",
         "api_keys:",
         "audit_log:",
+        "trail:",
         "events:",
     ] {
         assert!(
@@ -701,7 +702,7 @@ async fn the_guard_reports_a_careless_migration() {
         &bypass,
         &[
             "member_counts: northstar_app can use this view, which is not security_invoker",
-            "events_0: northstar_app has privileges on a partition",
+            "trail_0: northstar_app has privileges on a partition",
         ],
     );
 

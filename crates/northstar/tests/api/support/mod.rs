@@ -386,7 +386,8 @@ pub struct Sdk {
 impl Sdk {
     /// Posts JSON to `path` with basic auth.
     pub async fn post(&self, path: &str, body: Value) -> TestResponse {
-        self.post_bytes(path, body.to_string().into_bytes(), &[]).await
+        self.post_bytes(path, body.to_string().into_bytes(), &[])
+            .await
     }
 
     /// Posts raw bytes with basic auth and extra headers.
@@ -406,7 +407,11 @@ impl Sdk {
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        send(&self.router, builder.body(Body::from(body)).expect("request")).await
+        send(
+            &self.router,
+            builder.body(Body::from(body)).expect("request"),
+        )
+        .await
     }
 }
 
@@ -455,10 +460,12 @@ impl TestApp {
     /// One JSON row per result row of `sql`, run as the superuser.
     pub async fn rows(&self, sql: &str) -> Vec<Value> {
         let mut admin = self.db.admin().await;
-        sqlx::query_scalar(&format!("SELECT coalesce(jsonb_agg(r), '[]') FROM ({sql}) r"))
-            .fetch_one(&mut admin)
-            .await
-            .map(|rows: Value| rows.as_array().cloned().unwrap_or_default())
-            .unwrap_or_else(|err| panic!("{sql}: {err}"))
+        sqlx::query_scalar(&format!(
+            "SELECT coalesce(jsonb_agg(r), '[]') FROM ({sql}) r"
+        ))
+        .fetch_one(&mut admin)
+        .await
+        .map(|rows: Value| rows.as_array().cloned().unwrap_or_default())
+        .unwrap_or_else(|err| panic!("{sql}: {err}"))
     }
 }

@@ -1,0 +1,1692 @@
+//! Ingestion throughput, latency and overload behaviour, end to end: Segment
+//! `POST /v1/batch` requests over a real socket into the real app (write-key
+//! authentication, per-message validation, the bounded queue, the batch
+//! writers' `COPY` + deduplicating insert, commit) against a fresh migrated
+//! database, with the HTTP clients in the same process.
+//!
+//! Phases, in one run:
+//!
+//! 1. **sustained**: `C` clients post back to back for `D` seconds; events
+//!    acknowledged per second (only `200`s count), acknowledgement latency,
+//!    status counts, peak memory; then `count(*)` of `events` must equal the
+//!    acknowledged count.
+//! 2. **half load**: requests arrive open-loop (on a fixed schedule, whatever
+//!    the answers) at 50 % of the sustained rate for `D` seconds: latency.
+//! 3. **overload**: open-loop arrivals at 2× the sustained rate for the
+//!    overload duration: `200`/`503`/`429`/other counts, peak memory (the
+//!    queue is bounded in bytes), then **recovery**: a normal batch gets `200`
+//!    and every acknowledged message of phases 2–3 is stored exactly once
+//!    (and no refused one).
+//! 4. **raw COPY baseline**: `TRUNCATE`, then the very messages acknowledged
+//!    in phase 1, validated and encoded by the app's own code *before* timing,
+//!    `COPY`ed straight into `events` as the superuser (no staging table, no
+//!    dedupe, no RLS), with as many parallel streams (connections) as the app
+//!    has writers and batches of the app's batch size. It runs last so that
+//!    its ~1 KB-per-row buffers do not inflate the memory figures of the others.
+//!
+//! The dataset is generated before anything is measured, from a seed:
+//! `NS_BENCH_BODIES` distinct request bodies of 100–300 Segment messages
+//! (mostly `track`, some `page`/`screen`/`identify`/`group`/`alias`,
+//! 0.5–2 KB each, nested properties, web and mobile `context`, power-law
+//! users, `timestamp` within the last hour, a batch `sentAt`), under 500 KB
+//! each. Request `n` sends body `n mod NS_BENCH_BODIES` with the first eight
+//! hex digits of every `messageId` overwritten by `n`: ids stay unique for
+//! the whole run, and a client spends one copy of the body (no JSON work)
+//! per request.
+//!
+//! ```text
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
+//!     cargo bench -p northstar --bench ingest
+//! ```
+//!
+//! Without `DATABASE_URL` the test harness starts a throwaway cluster from
+//! the local PostgreSQL binaries. Knobs (environment, or `--flag N`):
+//!
+//! | variable | flag | default | |
+//! |---|---|---|---|
+//! | `NS_BENCH_CLIENTS` | `--clients` | 8 | concurrent clients, sustained phase |
+//! | `NS_BENCH_SECS` | `--secs` | 20 | seconds of the sustained and half-load phases |
+//! | `NS_BENCH_OVERLOAD_SECS` | `--overload-secs` | 30 | seconds of overload (the issue's run: 60) |
+//! | `NS_BENCH_WRITERS` | `--writers` | 2 | `NORTHSTAR_INGEST_WRITERS` |
+//! | `NS_BENCH_BATCH_ROWS` | `--batch-rows` | 5000 | `NORTHSTAR_INGEST_BATCH_ROWS` |
+//! | `NS_BENCH_QUEUE_BYTES` | `--queue-bytes` | 67108864 | `NORTHSTAR_INGEST_QUEUE_BYTES` |
+//! | `NS_BENCH_BODIES` | `--bodies` | 400 | distinct request bodies generated |
+//! | `NS_BENCH_SEED` | `--seed` | 42 | dataset seed |
+//! | `NS_BENCH_MAX_INFLIGHT` | `--max-inflight` | 2000 | open-loop requests in flight at most |
+//! | `NS_BENCH_PHASES` | | `sustained,half,overload,raw` | a subset, e.g. `sustained,raw` for sweeps |
+//!
+//! Timing is reported, never asserted. A wrong count in the database, or a
+//! `200` that did not accept every message, fails the run.
+
+use std::{
+    collections::BTreeMap,
+    future::IntoFuture,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+#[allow(
+    dead_code,
+    reason = "the harness's own cluster, not `main_with_database`, serves a run without DATABASE_URL"
+)]
+mod support;
+
+use anyhow::{Context, Result, bail, ensure};
+use chrono::{DateTime, SecondsFormat, Utc};
+use northstar::{
+    AppState, build_router,
+    config::HttpSettings,
+    ingest::{
+        IngestSettings,
+        message::{self, MissingMessageId, Receipt},
+        pipeline::{Pipeline, PipelineSettings},
+    },
+};
+use northstar_db::{
+    audit::Actor,
+    connect_app_pool,
+    ingest::EventRow,
+    provisioning::{self, ProvisionOutcome, ProvisionRequest},
+    testing::TestDatabase,
+};
+use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
+use reqwest::{StatusCode, header};
+use serde_json::{Map, Value, json};
+use sqlx::{Connection, PgConnection};
+use support::{Stats, round2};
+use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
+use uuid::Uuid;
+
+/// As `northstar serve` defaults: `NORTHSTAR_DB_POOL_SIZE`, `NORTHSTAR_STATEMENT_TIMEOUT_MS`.
+const POOL_SIZE: u32 = 16;
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The app's limit on a batch request is 500 KB; stay under it.
+const MAX_BODY_BYTES: usize = 490_000;
+/// Users of the tenant's product; activity per user follows a power law.
+const USERS: u64 = 200_000;
+/// The events table's columns, in the order `EventRow::encode` writes them.
+const COLUMNS: &str = "tenant_id, time, message_id, type, event, user_id, anonymous_id, \
+                       group_id, previous_id, properties, context, received_at, sent_at";
+
+fn main() -> Result<()> {
+    let config = Config::read()?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?
+        .block_on(run(config))
+}
+
+// ---------------------------------------------------------------- settings
+
+/// The run's knobs; see the module documentation.
+#[derive(Debug, Clone)]
+struct Config {
+    clients: usize,
+    secs: u64,
+    overload_secs: u64,
+    writers: usize,
+    batch_rows: usize,
+    queue_bytes: usize,
+    bodies: usize,
+    seed: u64,
+    max_inflight: usize,
+    phases: Vec<String>,
+}
+
+impl Config {
+    fn read() -> Result<Self> {
+        let get = |flag: &str, variable: &str, default: u64| -> Result<u64> {
+            Ok(support::option(flag, variable)?.unwrap_or(default))
+        };
+        let config = Config {
+            clients: usize::try_from(get("--clients", "NS_BENCH_CLIENTS", 8)?)?,
+            secs: get("--secs", "NS_BENCH_SECS", 20)?,
+            overload_secs: get("--overload-secs", "NS_BENCH_OVERLOAD_SECS", 30)?,
+            writers: usize::try_from(get("--writers", "NS_BENCH_WRITERS", 2)?)?,
+            batch_rows: usize::try_from(get("--batch-rows", "NS_BENCH_BATCH_ROWS", 5000)?)?,
+            queue_bytes: usize::try_from(get(
+                "--queue-bytes",
+                "NS_BENCH_QUEUE_BYTES",
+                67_108_864,
+            )?)?,
+            bodies: usize::try_from(get("--bodies", "NS_BENCH_BODIES", 400)?)?,
+            seed: get("--seed", "NS_BENCH_SEED", 42)?,
+            max_inflight: usize::try_from(get("--max-inflight", "NS_BENCH_MAX_INFLIGHT", 2000)?)?,
+            phases: std::env::var("NS_BENCH_PHASES")
+                .unwrap_or_else(|_| "sustained,half,overload,raw".into())
+                .split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect(),
+        };
+        ensure!(
+            config.clients > 0 && config.secs > 0,
+            "clients and seconds must be positive"
+        );
+        ensure!((1..=32).contains(&config.writers), "writers: 1 to 32");
+        ensure!(
+            config.batch_rows > 0 && config.bodies > 0,
+            "batch rows and bodies must be positive"
+        );
+        for phase in &config.phases {
+            ensure!(
+                ["sustained", "half", "overload", "raw"].contains(&phase.as_str()),
+                "NS_BENCH_PHASES: unknown phase {phase:?}"
+            );
+        }
+        ensure!(
+            config.runs("sustained") || !(config.runs("half") || config.runs("overload")),
+            "the half-load and overload phases are paced by the sustained phase's rate"
+        );
+        Ok(config)
+    }
+
+    fn runs(&self, phase: &str) -> bool {
+        self.phases.iter().any(|p| p == phase)
+    }
+}
+
+// ----------------------------------------------------------------- dataset
+
+/// One pre-generated request body.
+struct Template {
+    bytes: Vec<u8>,
+    /// Where each message's `messageId` starts: eight hex digits to overwrite.
+    id_offsets: Vec<usize>,
+    /// Each message's bytes within `bytes`.
+    messages: Vec<std::ops::Range<usize>>,
+    sent_at: DateTime<Utc>,
+}
+
+impl Template {
+    /// The body as request `seq` sends it.
+    fn body(&self, seq: u32) -> Vec<u8> {
+        let mut bytes = self.bytes.clone();
+        let hex = format!("{seq:08x}");
+        for &at in &self.id_offsets {
+            bytes[at..at + 8].copy_from_slice(hex.as_bytes());
+        }
+        bytes
+    }
+}
+
+struct Dataset {
+    templates: Vec<Template>,
+}
+
+impl Dataset {
+    fn template(&self, seq: u32) -> &Template {
+        &self.templates[seq as usize % self.templates.len()]
+    }
+
+    fn messages(&self, seq: u32) -> u64 {
+        self.template(seq).messages.len() as u64
+    }
+}
+
+const WEB_USER_AGENTS: &[&str] = &[
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
+];
+const LOCALES: &[&str] = &[
+    "en-US", "en-US", "en-US", "en-GB", "de-DE", "fr-FR", "es-ES", "pt-BR", "ja-JP", "nl-NL",
+];
+const TIMEZONES: &[&str] = &[
+    "America/New_York",
+    "America/Los_Angeles",
+    "Europe/London",
+    "Europe/Berlin",
+    "Asia/Tokyo",
+    "America/Sao_Paulo",
+];
+const PAGES: &[(&str, &str, &str)] = &[
+    ("/", "Home", "Acme Shop: outdoor gear"),
+    ("/pricing", "Pricing", "Pricing | Acme"),
+    ("/products", "Products", "All products | Acme Shop"),
+    (
+        "/products/trail-runner-3",
+        "Product",
+        "Trail Runner 3 | Acme Shop",
+    ),
+    (
+        "/blog/how-we-scaled-postgres",
+        "Blog",
+        "How we scaled Postgres | Acme Blog",
+    ),
+    (
+        "/docs/getting-started",
+        "Docs",
+        "Getting started | Acme Docs",
+    ),
+    ("/checkout", "Checkout", "Checkout | Acme Shop"),
+    ("/account/settings", "Account", "Settings | Acme"),
+];
+const REFERRERS: &[&str] = &[
+    "https://www.google.com/",
+    "https://news.ycombinator.com/",
+    "https://t.co/x8Yq2LmPz",
+    "",
+    "https://www.bing.com/search?q=trail+running+shoes",
+    "https://shop.acme.example/products",
+];
+const SCREENS: &[&str] = &[
+    "Home",
+    "Product Detail",
+    "Cart",
+    "Search Results",
+    "Profile",
+    "Order History",
+];
+const CATEGORIES: &[&str] = &[
+    "Shoes",
+    "Outerwear",
+    "Accessories",
+    "Electronics",
+    "Books",
+    "Home & Kitchen",
+];
+const BRANDS: &[&str] = &[
+    "Acme",
+    "Northwind",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+];
+const FEATURES: &[&str] = &[
+    "dashboard_export",
+    "saved_search",
+    "dark_mode",
+    "bulk_edit",
+    "share_link",
+];
+const TRACK_EVENTS: &[(&str, u32)] = &[
+    ("Product Viewed", 30),
+    ("Product Added", 10),
+    ("Products Searched", 12),
+    ("Checkout Started", 4),
+    ("Order Completed", 4),
+    ("Signed In", 8),
+    ("Signed Up", 2),
+    ("Video Playback Started", 6),
+    ("Feature Used", 14),
+    ("Button Clicked", 10),
+];
+
+/// Deterministic Segment traffic of one tenant's product.
+struct Generator {
+    rng: StdRng,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Track,
+    Page,
+    Screen,
+    Identify,
+    Group,
+    Alias,
+}
+
+impl Generator {
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.rng.gen_range(0..items.len())]
+    }
+
+    fn kind(&mut self) -> Kind {
+        match self.rng.gen_range(0..100) {
+            0..78 => Kind::Track,
+            78..87 => Kind::Page,
+            87..93 => Kind::Screen,
+            93..97 => Kind::Identify,
+            97..99 => Kind::Group,
+            _ => Kind::Alias,
+        }
+    }
+
+    /// A user rank from 1 to `USERS`, log-uniform: user 1 is about as active
+    /// as users 2–3 together, or as users 1,000–2,700.
+    fn user(&mut self) -> u64 {
+        let u: f64 = self.rng.r#gen();
+        ((USERS as f64).powf(u) as u64).clamp(1, USERS)
+    }
+
+    fn price(&mut self) -> f64 {
+        f64::from(self.rng.gen_range(499_u32..25_000)) / 100.0
+    }
+
+    fn product(&mut self) -> Value {
+        let id = self.rng.gen_range(1..5000);
+        json!({
+            "product_id": format!("p_{id:05}"),
+            "sku": format!("SKU-{:04}-{}", id % 9973, ["S", "M", "L", "XL"][id % 4]),
+            "name": format!("{} {} {}", self.pick(BRANDS), self.pick(&["Trail", "City", "Summit", "Harbor"]), id % 97),
+            "category": self.pick(CATEGORIES),
+            "brand": self.pick(BRANDS),
+            "price": self.price(),
+            "quantity": self.rng.gen_range(1..4),
+            "image_url": format!("https://cdn.acme.example/img/p_{id:05}/main.jpg"),
+        })
+    }
+
+    fn web_context(&mut self, user: u64) -> Value {
+        let (path, _, title) = *self.pick(PAGES);
+        let search = if self.rng.gen_bool(0.2) {
+            "?utm_source=newsletter&utm_medium=email"
+        } else {
+            ""
+        };
+        let mut context = json!({
+            "library": { "name": "analytics.js", "version": "next-1.64.0" },
+            "ip": ip(user),
+            "userAgent": self.pick(WEB_USER_AGENTS),
+            "locale": self.pick(LOCALES),
+            "timezone": self.pick(TIMEZONES),
+            "page": {
+                "path": path,
+                "referrer": self.pick(REFERRERS),
+                "search": search,
+                "title": title,
+                "url": format!("https://shop.acme.example{path}{search}"),
+            },
+        });
+        if !search.is_empty() {
+            context["campaign"] =
+                json!({ "name": "winter_sale", "source": "newsletter", "medium": "email" });
+        }
+        context
+    }
+
+    fn mobile_context(&mut self, user: u64) -> Value {
+        let ios = self.rng.gen_bool(0.55);
+        let build = self.rng.gen_range(400..420);
+        json!({
+            "library": if ios {
+                json!({ "name": "analytics-swift", "version": "1.6.1" })
+            } else {
+                json!({ "name": "analytics-kotlin", "version": "1.16.3" })
+            },
+            "ip": ip(user),
+            "userAgent": if ios {
+                format!("AcmeShop/4.{build} CFNetwork/1568.200.51 Darwin/24.1.0")
+            } else {
+                format!("Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/AP2A.{build})")
+            },
+            "locale": self.pick(LOCALES),
+            "timezone": self.pick(TIMEZONES),
+            "app": { "name": "Acme Shop", "version": format!("4.{build}.0"), "build": build.to_string() },
+            "device": {
+                "id": device_id(user),
+                "manufacturer": if ios { "Apple" } else { "Google" },
+                "model": if ios { "iPhone15,2" } else { "Pixel 8" },
+                "type": if ios { "ios" } else { "android" },
+            },
+            "os": { "name": if ios { "iOS" } else { "Android" }, "version": if ios { "18.1" } else { "14" } },
+            "network": { "wifi": self.rng.gen_bool(0.6), "cellular": self.rng.gen_bool(0.4) },
+            "screen": { "width": 390, "height": 844, "density": 3 },
+        })
+    }
+
+    fn track_properties(&mut self, event: &str) -> Value {
+        match event {
+            "Product Viewed" | "Product Added" => {
+                let mut product = self.product();
+                product["position"] = json!(self.rng.gen_range(1..40));
+                product["currency"] = json!("USD");
+                product
+            }
+            "Products Searched" => json!({
+                "query": self.pick(&["trail shoes", "rain jacket", "usb-c cable", "cast iron pan", "headlamp"]),
+                "filters": {
+                    "category": self.pick(CATEGORIES),
+                    "price_range": [self.rng.gen_range(0..50), self.rng.gen_range(50..400)],
+                    "in_stock": self.rng.gen_bool(0.7),
+                },
+                "results": self.rng.gen_range(0..500),
+            }),
+            "Checkout Started" | "Order Completed" => {
+                let products: Vec<Value> = (0..self.rng.gen_range(1..4))
+                    .map(|_| self.product())
+                    .collect();
+                let revenue: f64 = products.iter().filter_map(|p| p["price"].as_f64()).sum();
+                let mut order = json!({
+                    "order_id": format!("ord_{:08}", self.rng.gen_range(0..100_000_000)),
+                    "revenue": (revenue * 100.0).round() / 100.0,
+                    "shipping": 4.99,
+                    "tax": (revenue * 8.0).round() / 100.0,
+                    "currency": "USD",
+                    "products": products,
+                });
+                if self.rng.gen_bool(0.3) {
+                    order["coupon"] = json!("WINTER15");
+                    order["discount"] = json!((revenue * 15.0).round() / 100.0);
+                }
+                order
+            }
+            "Signed In" | "Signed Up" => json!({
+                "method": self.pick(&["password", "google", "github", "magic_link"]),
+                "plan": self.pick(&["free", "pro", "team"]),
+                "experiment": { "id": "onboarding_v7", "variant": self.pick(&["control", "short_form"]) },
+            }),
+            "Video Playback Started" => json!({
+                "session_id": format!("vs_{:010}", self.rng.gen_range(0..u32::MAX)),
+                "content_asset_id": format!("asset_{}", self.rng.gen_range(100..999)),
+                "position": self.rng.gen_range(0..600),
+                "total_length": self.rng.gen_range(60..3600),
+                "bitrate": self.rng.gen_range(800..6000),
+                "livestream": false,
+                "video_player": "html5",
+                "quality": self.pick(&["720p", "1080p", "4k"]),
+            }),
+            "Feature Used" => json!({
+                "feature": self.pick(FEATURES),
+                "count": self.rng.gen_range(1..20),
+                "duration_ms": self.rng.gen_range(50..30_000),
+                "flags": ["beta", self.pick(&["ui-v2", "fast-path", "new-nav"])],
+                "settings": {
+                    "theme": self.pick(&["light", "dark", "system"]),
+                    "density": "comfortable",
+                    "notifications": { "email": self.rng.gen_bool(0.5), "push": self.rng.gen_bool(0.3) },
+                },
+            }),
+            _ => json!({
+                "button_id": format!("btn-{}", self.rng.gen_range(1..60)),
+                "label": self.pick(&["Buy now", "Learn more", "Subscribe", "Add to wishlist"]),
+                "section": self.pick(&["hero", "footer", "sidebar", "modal"]),
+            }),
+        }
+    }
+
+    /// One message; its `messageId` starts with eight zeros that each
+    /// request overwrites. Aims at `target` bytes by listing more
+    /// recommendations (or interests) in its properties.
+    fn message(&mut self, index: usize, sent_at: DateTime<Utc>) -> Value {
+        let kind = self.kind();
+        let user = self.user();
+        let identified = matches!(kind, Kind::Identify | Kind::Alias) || self.rng.gen_bool(0.6);
+        let ago = chrono::Duration::milliseconds(self.rng.gen_range(0..3_600_000));
+        let message_id = format!(
+            "00000000-{index:04x}-4{:03x}-{:04x}-{:012x}",
+            self.rng.gen_range(0..0x1000_u32),
+            self.rng.gen_range(0x8000..0xc000_u32),
+            self.rng.gen_range(0..0x1_0000_0000_0000_u64)
+        );
+        let context = if kind == Kind::Screen {
+            self.mobile_context(user)
+        } else {
+            self.web_context(user)
+        };
+        let mut message = json!({
+            "messageId": message_id,
+            "anonymousId": device_id(user),
+            "timestamp": (sent_at - ago).to_rfc3339_opts(SecondsFormat::Millis, true),
+            "context": context,
+        });
+        if identified {
+            message["userId"] = json!(user_id(user));
+        }
+        let (name, properties_key, mut properties) = match kind {
+            Kind::Track => {
+                let event = weighted(&mut self.rng, TRACK_EVENTS);
+                message["event"] = json!(event);
+                ("track", "properties", self.track_properties(event))
+            }
+            Kind::Page => {
+                let (path, name, title) = *self.pick(PAGES);
+                message["name"] = json!(name);
+                let properties = json!({
+                    "path": path,
+                    "title": title,
+                    "url": format!("https://shop.acme.example{path}"),
+                    "referrer": self.pick(REFERRERS),
+                    "search": "",
+                });
+                ("page", "properties", properties)
+            }
+            Kind::Screen => {
+                message["name"] = json!(self.pick(SCREENS));
+                let properties = json!({
+                    "previous_screen": self.pick(SCREENS),
+                    "load_time_ms": self.rng.gen_range(40..2500),
+                });
+                ("screen", "properties", properties)
+            }
+            Kind::Identify => {
+                let traits = json!({
+                    "email": format!("{}@example.com", user_id(user)),
+                    "name": format!("User {user}"),
+                    "plan": self.pick(&["free", "pro", "team", "enterprise"]),
+                    "logins": self.rng.gen_range(1..500),
+                    "created_at": (sent_at - chrono::Duration::days(self.rng.gen_range(1..900)))
+                        .to_rfc3339_opts(SecondsFormat::Secs, true),
+                    "company": { "id": format!("acct_{:05}", user % 3000), "name": format!("Company {}", user % 3000), "employee_count": self.rng.gen_range(1..5000) },
+                    "address": { "city": self.pick(&["Berlin", "Austin", "Lyon", "Osaka"]), "country": self.pick(&["DE", "US", "FR", "JP"]) },
+                });
+                ("identify", "traits", traits)
+            }
+            Kind::Group => {
+                let account = user % 3000;
+                message["groupId"] = json!(format!("acct_{account:05}"));
+                let traits = json!({
+                    "name": format!("Company {account}"),
+                    "industry": self.pick(&["Retail", "Software", "Logistics", "Media"]),
+                    "employees": self.rng.gen_range(1..5000),
+                    "plan": self.pick(&["pro", "team", "enterprise"]),
+                    "website": format!("https://company{account}.example"),
+                });
+                ("group", "traits", traits)
+            }
+            Kind::Alias => {
+                message["previousId"] = json!(device_id(user));
+                ("alias", "", Value::Null)
+            }
+        };
+        message["type"] = json!(name);
+        if kind == Kind::Alias {
+            return message;
+        }
+        let target = self.rng.gen_range(520..1950);
+        let mut size = serde_json::to_vec(&message).map_or(0, |m| m.len())
+            + serde_json::to_vec(&properties).map_or(0, |p| p.len())
+            + properties_key.len()
+            + 4;
+        if size < target {
+            let list_key = if kind == Kind::Identify || kind == Kind::Group {
+                "interests"
+            } else {
+                "recommendations"
+            };
+            let mut list = Vec::new();
+            size += list_key.len() + 5;
+            while size < target {
+                let item = if list_key == "interests" {
+                    json!({ "topic": self.pick(CATEGORIES), "score": f64::from(self.rng.gen_range(0..1000_u32)) / 1000.0, "source": "onsite" })
+                } else {
+                    json!({ "product_id": format!("p_{:05}", self.rng.gen_range(1..5000)), "score": f64::from(self.rng.gen_range(0..10_000_u32)) / 10_000.0, "rank": list.len() + 1, "reason": self.pick(&["similar_items", "bought_together", "trending"]) })
+                };
+                size += serde_json::to_vec(&item).map_or(0, |i| i.len()) + 1;
+                list.push(item);
+            }
+            properties[list_key] = Value::Array(list);
+        }
+        message[properties_key] = properties;
+        message
+    }
+
+    /// One request body of 100–300 messages, under `MAX_BODY_BYTES`.
+    fn body(&mut self, now: DateTime<Utc>) -> Result<Template> {
+        let sent_at = now - chrono::Duration::milliseconds(self.rng.gen_range(0..5000));
+        let count = self.rng.gen_range(100..=300);
+        let tail = format!(
+            "],\"sentAt\":\"{}\"}}",
+            sent_at.to_rfc3339_opts(SecondsFormat::Millis, true)
+        );
+        let mut bytes = b"{\"batch\":[".to_vec();
+        let mut id_offsets = Vec::with_capacity(count);
+        let mut messages = Vec::with_capacity(count);
+        for index in 0..count {
+            let message = serde_json::to_vec(&self.message(index, sent_at))?;
+            if bytes.len() + message.len() + 1 + tail.len() > MAX_BODY_BYTES {
+                break;
+            }
+            if index > 0 {
+                bytes.push(b',');
+            }
+            let key = b"\"messageId\":\"";
+            let at = message
+                .windows(key.len())
+                .position(|w| w == key)
+                .context("a generated message without messageId")?;
+            id_offsets.push(bytes.len() + at + key.len());
+            messages.push(bytes.len()..bytes.len() + message.len());
+            bytes.extend_from_slice(&message);
+        }
+        bytes.extend_from_slice(tail.as_bytes());
+        Ok(Template {
+            bytes,
+            id_offsets,
+            messages,
+            sent_at,
+        })
+    }
+}
+
+fn weighted<'a>(rng: &mut StdRng, items: &[(&'a str, u32)]) -> &'a str {
+    items
+        .choose_weighted(rng, |(_, weight)| *weight)
+        .map_or(items[0].0, |(item, _)| item)
+}
+
+fn user_id(user: u64) -> String {
+    format!("u_{user:07}")
+}
+
+/// A stable browser or device id per user.
+fn device_id(user: u64) -> String {
+    Uuid::from_u64_pair(
+        user.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        user.wrapping_mul(0xc2b2_ae3d_27d4_eb4f) | 1,
+    )
+    .hyphenated()
+    .to_string()
+}
+
+fn ip(user: u64) -> String {
+    let h = user.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    format!(
+        "{}.{}.{}.{}",
+        23 + h % 180,
+        (h >> 8) % 256,
+        (h >> 16) % 256,
+        1 + (h >> 24) % 254
+    )
+}
+
+fn generate(config: &Config) -> Result<Dataset> {
+    let mut generator = Generator {
+        rng: StdRng::seed_from_u64(config.seed),
+    };
+    let now = Utc::now();
+    let templates = (0..config.bodies)
+        .map(|_| generator.body(now))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Dataset { templates })
+}
+
+// ------------------------------------------------------------ measurement
+
+/// One request's outcome.
+struct Sample {
+    seq: u32,
+    /// `None`: the request failed before a status (connection error).
+    status: Option<u16>,
+    retry_after: bool,
+    latency: Duration,
+    /// Messages a `200` accepted.
+    accepted: u64,
+    /// A `200` that accepted fewer messages than sent (the dataset is meant to be valid).
+    partial: bool,
+}
+
+/// What requests share.
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    write_key: String,
+    dataset: Dataset,
+    next_seq: AtomicU32,
+}
+
+impl Client {
+    fn next_seq(&self) -> u32 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Posts request `seq`'s body; the latency covers sending it and reading
+    /// the whole answer.
+    async fn send(&self, seq: u32) -> Sample {
+        let body = self.dataset.template(seq).body(seq);
+        let sent = self.dataset.messages(seq);
+        let started = Instant::now();
+        let response = self
+            .http
+            .post(&self.url)
+            .basic_auth(&self.write_key, Some(""))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await;
+        let mut sample = Sample {
+            seq,
+            status: None,
+            retry_after: false,
+            latency: Duration::ZERO,
+            accepted: 0,
+            partial: false,
+        };
+        let Ok(response) = response else {
+            sample.latency = started.elapsed();
+            return sample;
+        };
+        let status = response.status();
+        sample.retry_after = response.headers().contains_key(header::RETRY_AFTER);
+        let bytes = response.bytes().await;
+        sample.latency = started.elapsed();
+        let Ok(bytes) = bytes else {
+            return sample;
+        };
+        sample.status = Some(status.as_u16());
+        if status == StatusCode::OK {
+            let accepted = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v["accepted"].as_u64())
+                .unwrap_or(0);
+            sample.accepted = accepted;
+            sample.partial = accepted != sent;
+        }
+        sample
+    }
+}
+
+/// CPU seconds and memory, read from `/proc`.
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    /// This process: the app and the clients.
+    process: f64,
+    /// Every `postgres` process of the machine.
+    postgres: f64,
+    /// The whole machine, busy (not idle or iowait), in CPU seconds.
+    machine_busy: f64,
+}
+
+const TICKS_PER_SECOND: f64 = 100.0;
+
+fn process_cpu(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / TICKS_PER_SECOND)
+}
+
+fn usage_now() -> Usage {
+    let mut usage = Usage {
+        process: process_cpu("self").unwrap_or(f64::NAN),
+        ..Usage::default()
+    };
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                continue;
+            };
+            let is_postgres = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "postgres");
+            if is_postgres {
+                usage.postgres += process_cpu(pid).unwrap_or(0.0);
+            }
+        }
+    }
+    if let Ok(stat) = std::fs::read_to_string("/proc/stat")
+        && let Some(line) = stat.lines().next()
+    {
+        let values: Vec<f64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let total: f64 = values.iter().take(8).sum();
+        let idle = values.get(3).copied().unwrap_or(0.0) + values.get(4).copied().unwrap_or(0.0);
+        usage.machine_busy = (total - idle) / TICKS_PER_SECOND;
+    }
+    usage
+}
+
+/// A `/proc/self/status` figure in MiB.
+fn memory_mib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Resets the peak resident set size (VmHWM) to the current one.
+fn reset_peak_memory() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The largest ingestion-queue occupancy seen while it runs.
+struct QueueWatch {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl QueueWatch {
+    fn start(pipeline: Pipeline) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn({
+            let (stop, peak) = (Arc::clone(&stop), Arc::clone(&peak));
+            async move {
+                while !stop.load(Ordering::Relaxed) {
+                    peak.fetch_max(pipeline.queued_bytes(), Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        });
+        QueueWatch { stop, peak, task }
+    }
+
+    async fn finish(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// A phase's figures.
+struct Phase {
+    name: &'static str,
+    wall: Duration,
+    samples: Vec<Sample>,
+    /// Messages in the requests the schedule offered (open loop), sent or not.
+    offered_events: u64,
+    /// Open loop: requests not sent because `max_inflight` were in flight.
+    not_sent: u64,
+    /// Open loop: the dispatcher's worst lateness behind its schedule.
+    worst_lag: Duration,
+    max_inflight: usize,
+    cpu: Usage,
+    rss_start_mib: f64,
+    peak_mib: f64,
+    peak_reset: bool,
+    queue_peak_bytes: usize,
+}
+
+impl Phase {
+    fn acked_events(&self) -> u64 {
+        self.samples.iter().map(|s| s.accepted).sum()
+    }
+
+    fn rate(&self) -> f64 {
+        self.acked_events() as f64 / self.wall.as_secs_f64()
+    }
+
+    fn count(&self, status: Option<u16>) -> usize {
+        self.samples.iter().filter(|s| s.status == status).count()
+    }
+
+    fn other(&self) -> usize {
+        self.samples
+            .iter()
+            .filter(|s| !matches!(s.status, Some(200 | 429 | 503)))
+            .count()
+    }
+
+    fn latency(&self, status: u16) -> Stats {
+        let latencies: Vec<Duration> = self
+            .samples
+            .iter()
+            .filter(|s| s.status == Some(status))
+            .map(|s| s.latency)
+            .collect();
+        Stats::of(&latencies)
+    }
+
+    fn statuses(&self) -> String {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for sample in &self.samples {
+            let key = sample.status.map_or("error".into(), |s| s.to_string());
+            *counts.entry(key).or_default() += 1;
+        }
+        counts
+            .iter()
+            .map(|(status, n)| format!("{status}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn print(&self, config: &Config) {
+        let ok = self.latency(200);
+        let cores = |cpu: f64| cpu / self.wall.as_secs_f64();
+        println!(
+            "  {}: {:.1} s, {} requests ({}), {} events acknowledged = {:.0} events/s",
+            self.name,
+            self.wall.as_secs_f64(),
+            self.samples.len(),
+            self.statuses(),
+            self.acked_events(),
+            self.rate()
+        );
+        if self.offered_events > 0 {
+            println!(
+                "    offered {} events = {:.0} events/s; {} requests not sent (client at {} in flight); \
+                 most in flight {}; dispatcher at worst {:.1} ms late",
+                self.offered_events,
+                self.offered_events as f64 / self.wall.as_secs_f64(),
+                self.not_sent,
+                config.max_inflight,
+                self.max_inflight,
+                self.worst_lag.as_secs_f64() * 1e3
+            );
+        }
+        println!(
+            "    200 latency ms: p50 {:.1}, p99 {:.1}, max {:.1} (n = {})",
+            ok.p50, ok.p99, ok.max, ok.n
+        );
+        let refused = self.latency(503);
+        if refused.n > 0 {
+            let with_retry_after = self
+                .samples
+                .iter()
+                .filter(|s| s.status == Some(503) && s.retry_after)
+                .count();
+            println!(
+                "    503 latency ms: p50 {:.1}, p99 {:.1}; {with_retry_after} of {} with Retry-After",
+                refused.p50, refused.p99, refused.n
+            );
+        }
+        println!(
+            "    CPU cores: bench process (app + clients) {:.2}, postgres {:.2}, machine busy {:.2}",
+            cores(self.cpu.process),
+            cores(self.cpu.postgres),
+            cores(self.cpu.machine_busy)
+        );
+        println!(
+            "    memory: RSS at start {:.0} MiB, peak (VmHWM{}) {:.0} MiB; queue peak {:.1} of {:.1} MiB",
+            self.rss_start_mib,
+            if self.peak_reset {
+                ", reset at start"
+            } else {
+                " since process start"
+            },
+            self.peak_mib,
+            self.queue_peak_bytes as f64 / 1_048_576.0,
+            config.queue_bytes as f64 / 1_048_576.0
+        );
+    }
+}
+
+/// Starts measuring a phase: CPU, memory, queue.
+struct Meter {
+    started: Instant,
+    usage: Usage,
+    rss_start_mib: f64,
+    peak_reset: bool,
+    queue: QueueWatch,
+}
+
+impl Meter {
+    fn start(pipeline: &Pipeline) -> Self {
+        let peak_reset = reset_peak_memory();
+        Meter {
+            started: Instant::now(),
+            usage: usage_now(),
+            rss_start_mib: memory_mib("VmRSS:"),
+            peak_reset,
+            queue: QueueWatch::start(pipeline.clone()),
+        }
+    }
+
+    async fn finish(self, name: &'static str, samples: Vec<Sample>) -> Phase {
+        let wall = self.started.elapsed();
+        let now = usage_now();
+        Phase {
+            name,
+            wall,
+            samples,
+            offered_events: 0,
+            not_sent: 0,
+            worst_lag: Duration::ZERO,
+            max_inflight: 0,
+            cpu: Usage {
+                process: now.process - self.usage.process,
+                postgres: now.postgres - self.usage.postgres,
+                machine_busy: now.machine_busy - self.usage.machine_busy,
+            },
+            rss_start_mib: self.rss_start_mib,
+            peak_mib: memory_mib("VmHWM:"),
+            peak_reset: self.peak_reset,
+            queue_peak_bytes: self.queue.finish().await,
+        }
+    }
+}
+
+/// `clients` clients posting back to back for `secs`; the phase ends when
+/// the last answer arrives.
+async fn closed_loop(
+    name: &'static str,
+    client: &Arc<Client>,
+    pipeline: &Pipeline,
+    clients: usize,
+    secs: Duration,
+) -> Result<Phase> {
+    let meter = Meter::start(pipeline);
+    let end = Instant::now() + secs;
+    let mut tasks = JoinSet::new();
+    for _ in 0..clients {
+        let client = Arc::clone(client);
+        tasks.spawn(async move {
+            let mut samples = Vec::new();
+            while Instant::now() < end {
+                samples.push(client.send(client.next_seq()).await);
+            }
+            samples
+        });
+    }
+    let mut samples = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        samples.extend(done.context("a client task")?);
+    }
+    Ok(meter.finish(name, samples).await)
+}
+
+/// Requests dispatched on a fixed schedule offering `rate` events per
+/// second for `secs`, whatever the answers (as many independent SDKs do),
+/// at most `max_inflight` at once; the phase ends when the last answer arrives.
+async fn open_loop(
+    name: &'static str,
+    client: &Arc<Client>,
+    pipeline: &Pipeline,
+    rate: f64,
+    secs: Duration,
+    max_inflight: usize,
+) -> Result<Phase> {
+    let meter = Meter::start(pipeline);
+    let start = Instant::now();
+    let end = start + secs;
+    let inflight = Arc::new(Semaphore::new(max_inflight));
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = JoinSet::new();
+    let (mut due, mut offered, mut not_sent, mut worst_lag, mut most) =
+        (start, 0_u64, 0_u64, Duration::ZERO, 0_usize);
+    while due < end {
+        tokio::time::sleep_until(due.into()).await;
+        worst_lag = worst_lag.max(Instant::now().saturating_duration_since(due));
+        let seq = client.next_seq();
+        let messages = client.dataset.messages(seq);
+        offered += messages;
+        due += Duration::from_secs_f64(messages as f64 / rate);
+        let Ok(permit) = Arc::clone(&inflight).try_acquire_owned() else {
+            not_sent += 1;
+            continue;
+        };
+        most = most.max(max_inflight - inflight.available_permits());
+        let (client, samples) = (Arc::clone(client), Arc::clone(&samples));
+        tasks.spawn(async move {
+            let sample = client.send(seq).await;
+            drop(permit);
+            if let Ok(mut samples) = samples.lock() {
+                samples.push(sample);
+            }
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    let samples = std::mem::take(&mut *samples.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    let mut phase = meter.finish(name, samples).await;
+    phase.offered_events = offered;
+    phase.not_sent = not_sent;
+    phase.worst_lag = worst_lag;
+    phase.max_inflight = most;
+    Ok(phase)
+}
+
+// --------------------------------------------------------------- checking
+
+/// What the database holds, as the superuser.
+struct Stored {
+    events: i64,
+    distinct_ids: i64,
+    message_ids: i64,
+    /// Writer transactions that inserted them (distinct `xmin`).
+    batches: i64,
+    /// Requests whose stored row count differs from what was acknowledged.
+    mismatched_requests: i64,
+}
+
+/// Compares `events` with the acknowledged requests of `samples`.
+async fn check_stored(admin: &mut PgConnection, samples: &[&Sample]) -> Result<Stored> {
+    let (seqs, counts): (Vec<i64>, Vec<i64>) = samples
+        .iter()
+        .filter(|s| s.status == Some(200))
+        .map(|s| {
+            (
+                i64::from(s.seq),
+                i64::try_from(s.accepted).unwrap_or(i64::MAX),
+            )
+        })
+        .unzip();
+    let (events, distinct_ids, batches): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT message_id), count(DISTINCT xmin::text) FROM events",
+    )
+    .fetch_one(&mut *admin)
+    .await?;
+    let message_ids: i64 = sqlx::query_scalar("SELECT count(*) FROM event_message_ids")
+        .fetch_one(&mut *admin)
+        .await?;
+    // Each request's messages carry its number in their first eight hex digits.
+    let mismatched_requests: i64 = sqlx::query_scalar(
+        "WITH acked AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS a(seq, n)),
+              stored AS (SELECT ('x' || left(message_id, 8))::bit(32)::bigint AS seq, count(*) AS n
+                         FROM events GROUP BY 1)
+         SELECT count(*) FROM acked FULL JOIN stored USING (seq)
+         WHERE acked.n IS DISTINCT FROM stored.n",
+    )
+    .bind(&seqs)
+    .bind(&counts)
+    .fetch_one(&mut *admin)
+    .await?;
+    Ok(Stored {
+        events,
+        distinct_ids,
+        message_ids,
+        batches,
+        mismatched_requests,
+    })
+}
+
+fn ensure_stored_exactly_once(stored: &Stored, acknowledged: u64, what: &str) -> Result<()> {
+    println!(
+        "    stored: {} events ({} distinct message ids, {} dedupe keys) in {} writer transactions \
+         (mean {:.0} rows); acknowledged {acknowledged}; requests whose rows differ from their answer: {}",
+        stored.events,
+        stored.distinct_ids,
+        stored.message_ids,
+        stored.batches,
+        stored.events as f64 / stored.batches.max(1) as f64,
+        stored.mismatched_requests
+    );
+    ensure!(
+        u64::try_from(stored.events)? == acknowledged
+            && stored.distinct_ids == stored.events
+            && stored.message_ids == stored.events
+            && stored.mismatched_requests == 0,
+        "{what}: the database does not hold exactly the acknowledged messages"
+    );
+    Ok(())
+}
+
+// -------------------------------------------------------------- raw COPY
+
+/// The messages of `seqs` as the app would store them, encoded for `COPY`,
+/// in batches of `batch_rows`.
+fn encode_raw(
+    dataset: &Dataset,
+    seqs: &[u32],
+    tenant_id: Uuid,
+    batch_rows: usize,
+) -> Result<(Vec<Vec<u8>>, u64)> {
+    let receipt = Receipt {
+        tenant_id,
+        received_at: Utc::now(),
+        retention_days: 760,
+        client_ip: Some([127, 0, 0, 1].into()),
+    };
+    // Validate each distinct message once; a request's rows differ only in their id.
+    let rows: Vec<Vec<EventRow>> = dataset
+        .templates
+        .iter()
+        .map(|template| {
+            template
+                .messages
+                .iter()
+                .map(|range| {
+                    message::from_text(
+                        &template.bytes[range.clone()],
+                        None,
+                        Some(template.sent_at),
+                        &receipt,
+                        MissingMessageId::Random,
+                    )
+                    .map_err(|r| anyhow::anyhow!("a generated message is invalid: {r:?}"))
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<_>>()?;
+    let mut batches = Vec::new();
+    let mut batch = Vec::new();
+    let (mut in_batch, mut total) = (0, 0_u64);
+    for &seq in seqs {
+        let hex = format!("{seq:08x}");
+        for row in &rows[seq as usize % rows.len()] {
+            let mut row = row.clone();
+            row.message_id.replace_range(0..8, &hex);
+            row.encode(&mut batch);
+            in_batch += 1;
+            total += 1;
+            if in_batch == batch_rows {
+                batches.push(std::mem::take(&mut batch));
+                in_batch = 0;
+            }
+        }
+    }
+    if in_batch > 0 {
+        batches.push(batch);
+    }
+    Ok((batches, total))
+}
+
+/// `streams` connections COPY the batches, each taking the next one left.
+async fn raw_copy(
+    db: &TestDatabase,
+    batches: Arc<Vec<Vec<u8>>>,
+    streams: usize,
+) -> Result<Duration> {
+    let mut connections = Vec::new();
+    for _ in 0..streams {
+        connections.push(db.admin().await);
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for mut conn in connections {
+        let (batches, next) = (Arc::clone(&batches), Arc::clone(&next));
+        tasks.spawn(async move {
+            let statement = format!("COPY events ({COLUMNS}) FROM STDIN");
+            loop {
+                let Some(batch) = batches.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                let mut copy = conn.copy_in_raw(&statement).await?;
+                copy.send(batch.as_slice()).await?;
+                copy.finish().await?;
+            }
+            conn.close().await?;
+            Ok::<_, sqlx::Error>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.context("a COPY stream")?.context("COPY into events")?;
+    }
+    Ok(started.elapsed())
+}
+
+// -------------------------------------------------------------------- run
+
+async fn run(config: Config) -> Result<()> {
+    println!("ingest benchmark: {config:?}");
+    let generating = Instant::now();
+    let dataset = generate(&config)?;
+    let sizes: Vec<usize> = dataset
+        .templates
+        .iter()
+        .flat_map(|t| t.messages.iter().map(|r| r.len()))
+        .collect();
+    let body_sizes: Vec<usize> = dataset.templates.iter().map(|t| t.bytes.len()).collect();
+    let messages = sizes.len();
+    println!(
+        "dataset: {} bodies, {messages} messages in {:.1} s; message bytes min {} / mean {:.0} / max {}; \
+         messages per body mean {:.0}; body bytes mean {:.0} / max {}",
+        dataset.templates.len(),
+        generating.elapsed().as_secs_f64(),
+        sizes.iter().min().copied().unwrap_or(0),
+        sizes.iter().sum::<usize>() as f64 / messages as f64,
+        sizes.iter().max().copied().unwrap_or(0),
+        messages as f64 / dataset.templates.len() as f64,
+        body_sizes.iter().sum::<usize>() as f64 / body_sizes.len() as f64,
+        body_sizes.iter().max().copied().unwrap_or(0),
+    );
+
+    // A fresh database, a tenant on a plan whose rate never bites, and the app.
+    let db = TestDatabase::create().await;
+    let mut admin = db.admin().await;
+    let server_version: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(&mut admin)
+        .await?;
+    let provisioned = provisioning::provision_tenant(
+        db.app_pool(),
+        &ProvisionRequest {
+            slug: "bench-ingest",
+            name: "Bench ingest",
+            plan: Some("enterprise"),
+            owner_email: "owner@bench-ingest.test",
+            owner_name: "Bench Owner",
+            owner_password_hash: None,
+            actor: &Actor::cli(),
+        },
+    )
+    .await
+    .map_err(|err| anyhow::anyhow!("provision the tenant: {err:?}"))?;
+    let ProvisionOutcome::Created(tenant) = provisioned else {
+        bail!("the bench tenant already existed");
+    };
+    let pool = connect_app_pool(db.app_options(), POOL_SIZE, STATEMENT_TIMEOUT)
+        .await
+        .context("connect as northstar_app")?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let settings = HttpSettings {
+        public_origin: format!("http://{address}"),
+        secure_cookies: false,
+        max_body_bytes: 1_048_576,
+        session_idle: Duration::from_secs(12 * 3600),
+        session_max: Duration::from_secs(7 * 24 * 3600),
+        ingest: IngestSettings {
+            pipeline: PipelineSettings {
+                queue_bytes: config.queue_bytes,
+                writers: config.writers,
+                batch_rows: config.batch_rows,
+            },
+            rates: "free=1000,enterprise=10000000"
+                .parse()
+                .map_err(anyhow::Error::msg)?,
+        },
+    };
+    let (state, writers) = AppState::new(pool, settings).context("app state")?;
+    let pipeline = state.ingest.pipeline.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(
+            listener,
+            build_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        })
+        .into_future(),
+    );
+    let client = Arc::new(Client {
+        http: reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(usize::MAX)
+            .build()
+            .context("HTTP client")?,
+        url: format!("http://{address}/v1/batch"),
+        write_key: tenant.write_key.secret.clone(),
+        dataset,
+        next_seq: AtomicU32::new(0),
+    });
+    println!(
+        "PostgreSQL {server_version}, {} CPUs, app at http://{address}, {} writers, batches of at most {} rows, \
+         queue {} bytes",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        config.writers,
+        config.batch_rows,
+        config.queue_bytes
+    );
+
+    let secs = Duration::from_secs(config.secs);
+    let mut report = Report::default();
+
+    // Warm-up: connections, partitions, caches. Stored, counted in the check.
+    let warm_up = closed_loop(
+        "warm-up",
+        &client,
+        &pipeline,
+        config.clients,
+        Duration::from_secs(2),
+    )
+    .await?;
+
+    if config.runs("sustained") {
+        let sustained = closed_loop("sustained", &client, &pipeline, config.clients, secs).await?;
+        sustained.print(&config);
+        let all: Vec<&Sample> = warm_up.samples.iter().chain(&sustained.samples).collect();
+        let acked = warm_up.acked_events() + sustained.acked_events();
+        let stored = check_stored(&mut admin, &all).await?;
+        ensure_stored_exactly_once(&stored, acked, "sustained")?;
+        report.batches = Some((stored.batches, stored.events));
+        report.sustained = Some(sustained);
+    }
+    sqlx::query("TRUNCATE events, event_message_ids")
+        .execute(&mut admin)
+        .await?;
+
+    let rate = report.sustained.as_ref().map_or(0.0, Phase::rate);
+    let mut after: Vec<Phase> = Vec::new();
+    if config.runs("half") {
+        let half = open_loop(
+            "half load",
+            &client,
+            &pipeline,
+            rate / 2.0,
+            secs,
+            config.max_inflight,
+        )
+        .await?;
+        half.print(&config);
+        after.push(half);
+    }
+    if config.runs("overload") {
+        let overload = open_loop(
+            "overload",
+            &client,
+            &pipeline,
+            rate * 2.0,
+            Duration::from_secs(config.overload_secs),
+            config.max_inflight,
+        )
+        .await?;
+        overload.print(&config);
+        // Recovery: once the queue has drained, a normal batch is stored.
+        let drained = Instant::now();
+        while pipeline.queued_bytes() > 0 && drained.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let recovery = client.send(client.next_seq()).await;
+        println!(
+            "  recovery: queue drained {:.0} ms after the last answer; the next batch got {} in {:.1} ms",
+            drained.elapsed().as_secs_f64() * 1e3,
+            recovery
+                .status
+                .map_or("no answer".into(), |s| s.to_string()),
+            recovery.latency.as_secs_f64() * 1e3
+        );
+        ensure!(
+            recovery.status == Some(200),
+            "no recovery after the overload"
+        );
+        report.recovery = Some(recovery);
+        after.push(overload);
+    }
+    if !after.is_empty() {
+        let all: Vec<&Sample> = after
+            .iter()
+            .flat_map(|p| &p.samples)
+            .chain(report.recovery.as_ref())
+            .collect();
+        let acked = all
+            .iter()
+            .filter(|s| s.status == Some(200))
+            .map(|s| s.accepted)
+            .sum();
+        let stored = check_stored(&mut admin, &all).await?;
+        ensure_stored_exactly_once(&stored, acked, "half load + overload + recovery")?;
+    }
+    report.half = after
+        .iter()
+        .position(|p| p.name == "half load")
+        .map(|i| after.remove(i));
+    report.overload = after.pop();
+
+    let partial: usize = [&report.sustained, &report.half, &report.overload]
+        .iter()
+        .filter_map(|p| p.as_ref())
+        .flat_map(|p| &p.samples)
+        .filter(|s| s.partial)
+        .count();
+    ensure!(
+        partial == 0,
+        "{partial} answers accepted fewer messages than sent"
+    );
+
+    if config.runs("raw") {
+        sqlx::query("TRUNCATE events, event_message_ids")
+            .execute(&mut admin)
+            .await?;
+        // The very messages the sustained phase got acknowledged (or, without
+        // it, as many requests as 2 s of 8 clients might send).
+        let seqs: Vec<u32> = match &report.sustained {
+            Some(phase) => phase
+                .samples
+                .iter()
+                .filter(|s| s.status == Some(200))
+                .map(|s| s.seq)
+                .collect(),
+            None => (0..500).collect(),
+        };
+        let encoding = Instant::now();
+        let (batches, rows) =
+            encode_raw(&client.dataset, &seqs, tenant.tenant.id, config.batch_rows)?;
+        let encoded_bytes: usize = batches.iter().map(Vec::len).sum();
+        println!(
+            "  raw COPY: {rows} rows ({:.0} MiB) encoded in {:.1} s, untimed",
+            encoded_bytes as f64 / 1_048_576.0,
+            encoding.elapsed().as_secs_f64()
+        );
+        let before = usage_now();
+        let elapsed = raw_copy(&db, Arc::new(batches), config.writers).await?;
+        let after_copy = usage_now();
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&mut admin)
+            .await?;
+        ensure!(
+            u64::try_from(count)? == rows,
+            "raw COPY stored {count} rows of {rows}"
+        );
+        let wall = elapsed.as_secs_f64();
+        println!(
+            "  raw COPY: {rows} rows in {wall:.1} s = {:.0} rows/s with {} streams; CPU cores: postgres {:.2}, \
+             machine busy {:.2}",
+            rows as f64 / wall,
+            config.writers,
+            (after_copy.postgres - before.postgres) / wall,
+            (after_copy.machine_busy - before.machine_busy) / wall
+        );
+        report.raw = Some((rows, elapsed));
+    }
+
+    report.print(&config, &server_version);
+
+    let _ = stop.send(());
+    server.await.context("server task")?.context("server")?;
+    writers.drain().await;
+    state.pool.close().await;
+    admin.close().await?;
+    drop(client);
+    drop(db);
+    Ok(())
+}
+
+/// Everything the final table shows.
+#[derive(Default)]
+struct Report {
+    sustained: Option<Phase>,
+    half: Option<Phase>,
+    overload: Option<Phase>,
+    recovery: Option<Sample>,
+    raw: Option<(u64, Duration)>,
+    /// Sustained phase: writer transactions and rows.
+    batches: Option<(i64, i64)>,
+}
+
+impl Report {
+    fn print(&self, config: &Config, server_version: &str) {
+        let raw_rate = self
+            .raw
+            .map(|(rows, wall)| rows as f64 / wall.as_secs_f64());
+        let sustained_rate = self.sustained.as_ref().map(Phase::rate);
+        let ratio = sustained_rate.zip(raw_rate).map(|(s, r)| s / r);
+        println!();
+        println!(
+            "### ingest: {} clients, {} writers, batches ≤ {} rows, queue {} MiB, PostgreSQL {server_version}",
+            config.clients,
+            config.writers,
+            config.batch_rows,
+            config.queue_bytes / 1_048_576
+        );
+        println!();
+        println!(
+            "| phase | s | events/s | 200 p50 / p99 / max ms | 200 / 503 / 429 / other | peak MiB (VmHWM, incl. clients) | CPU cores app+clients / postgres |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for phase in [&self.sustained, &self.half, &self.overload]
+            .into_iter()
+            .flatten()
+        {
+            let ok = phase.latency(200);
+            let wall = phase.wall.as_secs_f64();
+            let rate = if phase.offered_events > 0 {
+                format!(
+                    "{:.0} of {:.0} offered",
+                    phase.rate(),
+                    phase.offered_events as f64 / wall
+                )
+            } else {
+                format!("{:.0}", phase.rate())
+            };
+            println!(
+                "| {} | {wall:.1} | {rate} | {:.1} / {:.1} / {:.1} | {} / {} / {} / {} | {:.0} | {:.2} / {:.2} |",
+                phase.name,
+                ok.p50,
+                ok.p99,
+                ok.max,
+                phase.count(Some(200)),
+                phase.count(Some(503)),
+                phase.count(Some(429)),
+                phase.other(),
+                phase.peak_mib,
+                phase.cpu.process / wall,
+                phase.cpu.postgres / wall,
+            );
+        }
+        if let Some((rows, wall)) = self.raw {
+            println!(
+                "| raw COPY, {} streams | {:.1} | {:.0} rows/s ({rows} rows) | | | | |",
+                config.writers,
+                wall.as_secs_f64(),
+                rows as f64 / wall.as_secs_f64()
+            );
+        }
+        println!();
+        if let Some(ratio) = ratio {
+            println!(
+                "sustained / raw COPY = {ratio:.2}  (target ≥ 0.5; sustained target ≥ 50,000 events/s)"
+            );
+        }
+        if let Some((batches, rows)) = self.batches {
+            println!(
+                "sustained: {batches} writer transactions, mean {:.0} rows each",
+                rows as f64 / batches.max(1) as f64
+            );
+        }
+        if let Some(recovery) = &self.recovery {
+            println!(
+                "recovery after overload: {} in {:.1} ms",
+                recovery
+                    .status
+                    .map_or("no answer".into(), |s| s.to_string()),
+                recovery.latency.as_secs_f64() * 1e3
+            );
+        }
+        let phase_json = |phase: &Option<Phase>| {
+            phase.as_ref().map(|p| {
+                json!({
+                    "secs": round2(p.wall.as_secs_f64()),
+                    "events_per_s": p.rate().round(),
+                    "offered_per_s": (p.offered_events as f64 / p.wall.as_secs_f64()).round(),
+                    "ok_ms": p.latency(200).json(),
+                    "status_200": p.count(Some(200)),
+                    "status_503": p.count(Some(503)),
+                    "status_429": p.count(Some(429)),
+                    "other": p.other(),
+                    "peak_mib": p.peak_mib.round(),
+                    "queue_peak_mib": round2(p.queue_peak_bytes as f64 / 1_048_576.0),
+                    "cpu_process": round2(p.cpu.process / p.wall.as_secs_f64()),
+                    "cpu_postgres": round2(p.cpu.postgres / p.wall.as_secs_f64()),
+                })
+            })
+        };
+        let mut summary = Map::new();
+        summary.insert("bench".into(), json!("ingest"));
+        summary.insert("clients".into(), json!(config.clients));
+        summary.insert("writers".into(), json!(config.writers));
+        summary.insert("batch_rows".into(), json!(config.batch_rows));
+        summary.insert("queue_bytes".into(), json!(config.queue_bytes));
+        summary.insert("sustained".into(), json!(phase_json(&self.sustained)));
+        summary.insert("half".into(), json!(phase_json(&self.half)));
+        summary.insert("overload".into(), json!(phase_json(&self.overload)));
+        summary.insert("raw_rows_per_s".into(), json!(raw_rate.map(f64::round)));
+        summary.insert("sustained_over_raw".into(), json!(ratio.map(round2)));
+        println!("{}", Value::Object(summary));
+    }
+}

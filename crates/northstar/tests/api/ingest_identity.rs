@@ -1,0 +1,193 @@
+//! What identify, group and alias do beyond being stored, and that a retried
+//! message is stored once however it is retried.
+
+use axum::http::StatusCode;
+use chrono::{Duration, Utc};
+use serde_json::{Value, json};
+
+use crate::support::TestApp;
+
+fn rfc(minutes_ago: i64) -> String {
+    (Utc::now() - Duration::minutes(minutes_ago)).to_rfc3339()
+}
+
+#[tokio::test]
+async fn identify_merges_traits_newest_first_and_tracks_first_and_last_seen() {
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let sdk = app.sdk(&acme.write_key);
+    // Out of order: the newer call arrives first; the older one only fills gaps.
+    let batch = json!({"batch": [
+        {"type": "identify", "userId": "ada", "timestamp": rfc(10), "traits": {"plan": "team", "seats": 5}},
+        {"type": "identify", "userId": "ada", "timestamp": rfc(30), "traits": {"plan": "free", "email": "ada@x.test"}},
+    ]});
+    assert_eq!(sdk.post("/v1/batch", batch).await.status, StatusCode::OK);
+    let newest =
+        json!({"type": "identify", "userId": "ada", "timestamp": rfc(5), "traits": {"seats": 8}});
+    assert_eq!(
+        sdk.post("/v1/batch", json!({"batch": [newest]}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let oldest = json!({"type": "identify", "userId": "ada", "timestamp": rfc(60), "traits": {"plan": "trial", "company": "AE"}});
+    assert_eq!(
+        sdk.post("/v1/batch", json!({"batch": [oldest]}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let profiles = app
+        .rows("SELECT user_id, traits, round(extract(epoch FROM now() - first_seen) / 60) AS first_min,
+                      round(extract(epoch FROM now() - last_seen) / 60) AS last_min FROM profiles")
+        .await;
+    assert_eq!(
+        profiles,
+        [json!({"user_id": "ada", "first_min": 60, "last_min": 5,
+                "traits": {"plan": "team", "seats": 8, "email": "ada@x.test", "company": "AE"}})]
+    );
+}
+
+#[tokio::test]
+async fn group_upserts_the_account_and_links_its_members() {
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let sdk = app.sdk(&acme.write_key);
+    let batch = json!({"batch": [
+        {"type": "group", "userId": "ada", "groupId": "initech", "traits": {"name": "Initech", "plan": "pro"}},
+        {"type": "group", "userId": "bob", "groupId": "initech", "traits": {"employees": 120}},
+        {"type": "group", "anonymousId": "anon-7", "groupId": "hooli"},
+    ]});
+    assert_eq!(sdk.post("/v1/batch", batch).await.status, StatusCode::OK);
+    let again = json!({"type": "group", "userId": "ada", "groupId": "initech", "traits": {"plan": "enterprise"}});
+    assert_eq!(
+        sdk.post("/v1/batch", json!({"batch": [again]}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.rows("SELECT group_id, traits FROM accounts ORDER BY group_id")
+            .await,
+        [
+            json!({"group_id": "hooli", "traits": {}}),
+            json!({"group_id": "initech", "traits": {"name": "Initech", "plan": "enterprise", "employees": 120}}),
+        ]
+    );
+    assert_eq!(
+        app.rows("SELECT group_id, member_id FROM account_members ORDER BY 1, 2")
+            .await,
+        [
+            json!({"group_id": "hooli", "member_id": "anon-7"}),
+            json!({"group_id": "initech", "member_id": "ada"}),
+            json!({"group_id": "initech", "member_id": "bob"}),
+        ]
+    );
+}
+
+/// Each event's person: the identity it was merged into, or its own id.
+async fn people(app: &TestApp) -> Vec<Value> {
+    app.rows(
+        "SELECT e.message_id,
+                coalesce(l.person_id, coalesce(e.user_id, e.anonymous_id)) AS person
+         FROM events e
+         LEFT JOIN identity_links l ON l.tenant_id = e.tenant_id
+                                   AND l.alias_id = coalesce(e.user_id, e.anonymous_id)
+         WHERE e.type = 'track' ORDER BY e.message_id",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn anonymous_activity_before_sign_up_counts_for_the_identified_user() {
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let sdk = app.sdk(&acme.write_key);
+    let batch = json!({"batch": [
+        // Browsing anonymously, then signing up (analytics.js identifies with both ids).
+        {"type": "track", "messageId": "1-anon-visit", "anonymousId": "anon-1", "event": "Viewed Pricing"},
+        {"type": "identify", "messageId": "2-sign-up", "anonymousId": "anon-1", "userId": "ada"},
+        {"type": "track", "messageId": "3-ada", "userId": "ada", "event": "Created Project"},
+        // Another device of hers, merged later by an explicit alias.
+        {"type": "track", "messageId": "4-phone", "anonymousId": "phone-9", "event": "Opened App"},
+    ]});
+    assert_eq!(sdk.post("/v1/batch", batch).await.status, StatusCode::OK);
+    assert_eq!(
+        people(&app).await,
+        [
+            json!({"message_id": "1-anon-visit", "person": "ada"}),
+            json!({"message_id": "3-ada", "person": "ada"}),
+            json!({"message_id": "4-phone", "person": "phone-9"}),
+        ]
+    );
+    let alias = json!({"userId": "ada", "previousId": "phone-9"});
+    assert_eq!(sdk.post("/v1/alias", alias).await.status, StatusCode::OK);
+    // Then ada's account is merged into a new user id: every identity follows.
+    let merge = json!({"userId": "ada@corp", "previousId": "ada"});
+    assert_eq!(sdk.post("/v1/alias", merge).await.status, StatusCode::OK);
+    assert_eq!(
+        people(&app).await,
+        [
+            json!({"message_id": "1-anon-visit", "person": "ada@corp"}),
+            json!({"message_id": "3-ada", "person": "ada@corp"}),
+            json!({"message_id": "4-phone", "person": "ada@corp"}),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_retried_message_is_stored_once_however_it_is_retried() {
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let sdk = app.sdk(&acme.write_key);
+    let message = |sent_minutes_ago: i64| {
+        json!({"batch": [{"type": "track", "messageId": "retry-me", "userId": "u", "event": "E",
+                          "timestamp": rfc(20)}],
+               "sentAt": rfc(sent_minutes_ago)})
+    };
+    // The same request twice, then a retry sent later (its skew-corrected
+    // time differs), then the same id twice in one batch, then concurrently.
+    for sent in [19, 19, 2] {
+        let response = sdk.post("/v1/batch", message(sent)).await;
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(response.body["accepted"], 1);
+    }
+    let twice = json!({"batch": [
+        {"type": "track", "messageId": "twice", "userId": "u", "event": "E"},
+        {"type": "track", "messageId": "twice", "userId": "u", "event": "E"},
+    ]});
+    assert_eq!(sdk.post("/v1/batch", twice).await.status, StatusCode::OK);
+    let mut concurrent = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let sdk = sdk.clone();
+        concurrent.spawn(async move {
+            sdk.post(
+                "/v1/track",
+                json!({"messageId": "racy", "userId": "u", "event": "E"}),
+            )
+            .await
+            .status
+        });
+    }
+    while let Some(status) = concurrent.join_next().await {
+        assert_eq!(status.expect("task"), StatusCode::OK);
+    }
+    let counts = app
+        .rows("SELECT message_id, count(*) AS n FROM events GROUP BY 1 ORDER BY 1")
+        .await;
+    assert_eq!(
+        counts,
+        [
+            json!({"message_id": "racy", "n": 1}),
+            json!({"message_id": "retry-me", "n": 1}),
+            json!({"message_id": "twice", "n": 1}),
+        ]
+    );
+    let stats = app
+        .owner(&acme)
+        .await
+        .get("/api/v1/tenants/acme/ingestion/stats")
+        .await;
+    assert_eq!(stats.body["stored"], 3);
+    assert_eq!(stats.body["duplicate"], 2 + 1 + 7);
+}
