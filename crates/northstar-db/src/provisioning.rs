@@ -72,12 +72,13 @@ pub async fn provision_tenant(
     }
     let mut tx = TenantTx::begin(pool, Uuid::now_v7()).await?;
     let tenant_id = tx.tenant_id();
-    let created: Option<Tenant> = sqlx::query_as(
+    let created: Option<Tenant> = sqlx::query_as(&format!(
         "INSERT INTO tenants (id, slug, name, plan, branding, settings)
          VALUES ($1, $2, $3, coalesce($4, 'free'), $5, $6)
          ON CONFLICT (slug) DO NOTHING
-         RETURNING id, slug, name, status, plan, branding, settings, created_at, updated_at",
-    )
+         RETURNING {}",
+        tenants::TENANT_COLUMNS
+    ))
     .bind(tenant_id)
     .bind(request.slug)
     .bind(request.name)

@@ -48,6 +48,8 @@ pub struct Tenant {
     /// Time zone, reporting currency and other preferences.
     #[schema(value_type = Object)]
     pub settings: serde_json::Value,
+    /// Days of events kept; older ones are deleted.
+    pub event_retention_days: i32,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -139,8 +141,9 @@ pub fn validate_slug(slug: &str) -> Result<(), &'static str> {
     }
 }
 
-const TENANT_COLUMNS: &str =
-    "id, slug, name, status, plan, branding, settings, created_at, updated_at";
+/// The columns of [`Tenant`], for queries that return one.
+pub(crate) const TENANT_COLUMNS: &str = "id, slug, name, status, plan, branding, settings, \
+                              event_retention_days, created_at, updated_at";
 
 /// The transaction's own tenant.
 pub async fn current(tx: &mut TenantTx) -> Result<Tenant, DbError> {
@@ -156,22 +159,19 @@ pub async fn current(tx: &mut TenantTx) -> Result<Tenant, DbError> {
 pub struct TenantChanges {
     /// New display name.
     pub name: Option<String>,
-    /// New branding (replaces the whole object).
-    pub branding: Option<serde_json::Value>,
-    /// Settings to merge into the existing ones.
-    pub settings: Option<serde_json::Value>,
+    /// New event retention, in days.
+    pub event_retention_days: Option<i32>,
 }
 
 /// Applies `changes` to the transaction's tenant.
 pub async fn update(tx: &mut TenantTx, changes: TenantChanges) -> Result<Tenant, DbError> {
     Ok(sqlx::query_as(&format!(
-        "UPDATE tenants SET name = coalesce($1, name), branding = coalesce($2, branding),
-                settings = settings || coalesce($3, '{{}}'::jsonb), updated_at = now()
+        "UPDATE tenants SET name = coalesce($1, name),
+                event_retention_days = coalesce($2, event_retention_days), updated_at = now()
          RETURNING {TENANT_COLUMNS}"
     ))
     .bind(changes.name)
-    .bind(changes.branding)
-    .bind(changes.settings)
+    .bind(changes.event_retention_days)
     .fetch_one(tx.conn())
     .await?)
 }
@@ -234,6 +234,15 @@ pub async fn platform_id_by_slug(
         .await?)
 }
 
+/// How many days of events the transaction's tenant keeps.
+pub async fn event_retention_days(tx: &mut TenantTx) -> Result<i32, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT event_retention_days FROM tenants")
+            .fetch_one(tx.conn())
+            .await?,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::validate_slug;
@@ -264,13 +273,4 @@ mod tests {
             assert_eq!(validate_slug(bad), Err(why), "{bad}");
         }
     }
-}
-
-/// How many days of events the transaction's tenant keeps.
-pub async fn event_retention_days(tx: &mut TenantTx) -> Result<i32, DbError> {
-    Ok(
-        sqlx::query_scalar("SELECT event_retention_days FROM tenants")
-            .fetch_one(tx.conn())
-            .await?,
-    )
 }

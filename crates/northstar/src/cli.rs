@@ -1,14 +1,23 @@
 //! The `northstar` command: one binary, roles as subcommands.
 //!
-//! Operator commands (`migrate`, `tenant …`, `user …`) work against the same
-//! database as a running server: the one in `DATABASE_URL`, or the embedded
-//! cluster of the data directory (joining a running server's, or starting it
-//! for the duration of the command).
+//! Operator commands (`migrate`, `tenant …`, `user …`, `import`) work
+//! against the same database as a running server: the one in
+//! `DATABASE_URL`, or the embedded cluster of the data directory (joining a
+//! running server's, or starting it for the duration of the command).
 
-use std::{io::Read, process::ExitCode, time::Duration};
+use std::{
+    io::{IsTerminal, Read},
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
 
 use anyhow::Context;
+use bytes::Bytes;
+use chrono::Utc;
 use clap::{Parser, Subcommand};
+use futures_util::Stream;
+use indicatif::{ProgressBar, ProgressStyle};
 use northstar_db::{
     DatabaseTarget, TenantTx,
     audit::Actor,
@@ -27,6 +36,12 @@ use crate::{
     http::{
         admin::{ProvisionResponse, set_tenant_status},
         members::looks_like_email,
+    },
+    ingest::{
+        csv_import::{self, CsvImportError, CsvMapping, MappingError},
+        import::{self, Importer},
+        message::Receipt,
+        pipeline::{Pipeline, PipelineSettings},
     },
     provision::NewTenant,
     server, telemetry,
@@ -63,7 +78,46 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Import events into a tenant from an NDJSON or CSV file. Prints a
+    /// summary, and every rejected line (on standard error).
+    Import(ImportArgs),
 }
+
+/// `northstar import`: what to read, into which tenant, and for CSV how.
+#[derive(Debug, clap::Args)]
+struct ImportArgs {
+    /// The file to import, or `-` for standard input (with `--format`).
+    file: PathBuf,
+    /// The tenant's slug.
+    #[arg(long)]
+    tenant: String,
+    /// `ndjson` (one Segment message, with its `type`, per line) or `csv`
+    /// (a header row naming the columns, then one message per row).
+    /// Default: from the file's extension (.ndjson, .jsonl or .csv).
+    #[arg(long, value_enum)]
+    format: Option<ImportFormat>,
+    #[command(flatten)]
+    mapping: CsvMapping,
+}
+
+/// The formats `northstar import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ImportFormat {
+    /// One Segment message per line.
+    Ndjson,
+    /// A header row, then one message per row, mapped by the CSV flags.
+    Csv,
+}
+
+/// `northstar import`'s own queue and writers: `serve`'s defaults.
+const IMPORT_PIPELINE: PipelineSettings = PipelineSettings {
+    queue_bytes: 64 * 1024 * 1024,
+    writers: 2,
+    batch_rows: 5000,
+};
+
+/// Bytes read from the file at a time.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Subcommand)]
 enum TenantCommand {
@@ -173,6 +227,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(server) => server::run(&cli.database, &server, None).await,
         Command::Demo { server, demo } => server::run(&cli.database, &server, Some(&demo)).await,
         command => {
+            if let Command::Import(args) = &command {
+                // Refuse bad flags before opening (maybe starting) the database.
+                args.format()?;
+            }
             let target = server::open_database(&cli.database, true).await?;
             let result = operate(&cli.database, &target, command).await;
             target.shutdown().await?;
@@ -198,6 +256,7 @@ async fn operate(
     match command {
         Command::Tenant(command) => tenant(&pool, command).await,
         Command::User(command) => user(&pool, command).await,
+        Command::Import(args) => import_file(&pool, args).await,
         Command::Serve(_) | Command::Demo { .. } | Command::Migrate => Ok(()),
     }
 }
@@ -385,6 +444,150 @@ async fn user(pool: &PgPool, command: UserCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+impl ImportArgs {
+    /// The file's format, once the flags are checked.
+    fn format(&self) -> anyhow::Result<ImportFormat> {
+        let format = match self.format {
+            Some(format) => format,
+            None => {
+                let extension = self
+                    .file
+                    .extension()
+                    .map(|e| e.to_string_lossy().to_ascii_lowercase());
+                match extension.as_deref() {
+                    Some("csv") => ImportFormat::Csv,
+                    Some("ndjson" | "jsonl") => ImportFormat::Ndjson,
+                    _ => anyhow::bail!(
+                        "cannot tell the format of {} from its name: pass --format ndjson or \
+                         --format csv",
+                        self.file.display()
+                    ),
+                }
+            }
+        };
+        match format {
+            ImportFormat::Csv => self.mapping.check().map_err(mapping_error)?,
+            ImportFormat::Ndjson => anyhow::ensure!(
+                self.mapping == CsvMapping::default(),
+                "the CSV mapping flags (--type, --event-column, …) apply to CSV files only"
+            ),
+        }
+        Ok(format)
+    }
+}
+
+/// Imports a file through a pipeline of its own, then drains it.
+async fn import_file(pool: &PgPool, args: ImportArgs) -> anyhow::Result<()> {
+    let format = args.format()?;
+    let tenant_id = tenants::platform_id_by_slug(pool, &args.tenant)
+        .await?
+        .with_context(|| format!("no tenant {:?}", args.tenant))?;
+    let mut tx = TenantTx::begin(pool, tenant_id).await?;
+    let retention_days = tenants::event_retention_days(&mut tx).await?;
+    tx.commit().await?;
+    let stdin = args.file.as_os_str() == "-";
+    let (input, size): (Box<dyn Read + Send>, _) = if stdin {
+        (Box::new(std::io::stdin()), None)
+    } else {
+        let file = std::fs::File::open(&args.file)
+            .with_context(|| format!("opening {}", args.file.display()))?;
+        let size = file.metadata().ok().map(|m| m.len());
+        (Box::new(file), size)
+    };
+    let bar = progress_bar(size)?;
+    let receipt = Receipt {
+        tenant_id,
+        received_at: Utc::now(),
+        retention_days,
+        client_ip: None,
+    };
+    let (pipeline, writers) =
+        Pipeline::start(pool.connect_options().as_ref().clone(), &IMPORT_PIPELINE);
+    let printer = bar.clone();
+    let importer = Importer::new(&pipeline, receipt).on_rejection(move |error| {
+        printer.suspend(|| eprintln!("line {}: {}: {}", error.line, error.field, error.reason));
+    });
+    let input = read_in_background(input);
+    let progress = |bytes| bar.inc(bytes);
+    let outcome = match format {
+        ImportFormat::Ndjson => import::ndjson(importer, input, progress)
+            .await
+            .map_err(anyhow::Error::new),
+        ImportFormat::Csv => csv_import::csv(importer, &args.mapping, input, progress)
+            .await
+            .map_err(|err| match err {
+                CsvImportError::Mapping(errors) => mapping_error(errors),
+                CsvImportError::Import(err) => anyhow::Error::new(err),
+            }),
+    };
+    bar.finish_and_clear();
+    writers.drain().await;
+    let report = outcome.with_context(|| format!("importing {}", args.file.display()))?;
+    println!(
+        "{} lines: {} accepted, {} rejected.",
+        report.lines, report.accepted, report.rejected
+    );
+    Ok(())
+}
+
+/// A bar over the bytes read, on standard error when it is a terminal.
+fn progress_bar(size: Option<u64>) -> anyhow::Result<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return Ok(ProgressBar::hidden());
+    }
+    Ok(match size {
+        Some(size) => ProgressBar::new(size).with_style(ProgressStyle::with_template(
+            "{wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )?),
+        None => ProgressBar::new_spinner().with_style(ProgressStyle::with_template(
+            "{spinner} {bytes} {bytes_per_sec}",
+        )?),
+    })
+}
+
+/// Reads `input` in chunks on a blocking thread, a few chunks ahead of the
+/// importer.
+fn read_in_background(
+    mut input: Box<dyn Read + Send>,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Unpin {
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        loop {
+            let mut chunk = vec![0; READ_CHUNK_BYTES];
+            let read = match input.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    let _ = sender.blocking_send(Err(err));
+                    break;
+                }
+            };
+            chunk.truncate(read);
+            if sender.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                // The import stopped.
+                break;
+            }
+        }
+    });
+    Box::pin(futures_util::stream::unfold(
+        receiver,
+        |mut receiver| async move { receiver.recv().await.map(|chunk| (chunk, receiver)) },
+    ))
+}
+
+/// A CSV mapping error, with the flags at fault.
+fn mapping_error(errors: Vec<MappingError>) -> anyhow::Error {
+    let errors: Vec<String> = errors
+        .into_iter()
+        .map(|e| match e.parameter {
+            "header" => format!("the header row: {}", e.reason),
+            parameter => format!("--{}: {}", parameter.replace('_', "-"), e.reason),
+        })
+        .collect();
+    anyhow::anyhow!("{}", errors.join("; "))
 }
 
 fn api_error(err: crate::http::error::ApiError) -> anyhow::Error {

@@ -97,7 +97,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::me))
         .routes(routes!(auth::set_password))
         // Web UI and API clients: tenant data
-        .routes(routes!(tenants::get))
+        .routes(routes!(tenants::get, tenants::update))
         .routes(routes!(tenants::audit_log))
         .routes(routes!(members::list, members::add))
         .routes(routes!(members::change_role, members::remove))

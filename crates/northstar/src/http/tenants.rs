@@ -4,14 +4,15 @@ use axum::Json;
 use northstar_db::{
     audit::{self, AuditEntry},
     memberships::Role,
-    tenants::{self, Tenant},
+    tenants::{self, Tenant, TenantChanges},
 };
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    error::{ApiError, Problem},
-    extract_json::ApiQuery,
+    error::{ApiError, FieldError, Problem},
+    extract_json::{ApiJson, ApiQuery},
     tenant_scope::TenantScope,
 };
 
@@ -33,6 +34,76 @@ pub struct TenantView {
 )]
 pub async fn get(mut scope: TenantScope) -> Result<Json<TenantView>, ApiError> {
     let tenant = tenants::current(&mut scope.tx).await?;
+    Ok(Json(TenantView {
+        tenant,
+        role: scope.role,
+    }))
+}
+
+/// Fields of the tenant its owners and admins may change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantUpdate {
+    /// Display name, 1 to 100 characters.
+    pub name: Option<String>,
+    /// Days of events to keep, 1 to 3660; older events are deleted daily.
+    pub event_retention_days: Option<i32>,
+}
+
+/// Change the tenant's name or event retention (owners and admins).
+#[utoipa::path(
+    patch, path = "/api/v1/tenants/{slug}", tag = "tenants",
+    params(("slug" = String, Path, description = "Tenant slug")),
+    request_body = TenantUpdate,
+    security(("session" = []), ("secret_key" = [])),
+    responses(
+        (status = 200, body = TenantView), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 422, body = Problem)
+    )
+)]
+pub async fn update(
+    mut scope: TenantScope,
+    ApiJson(update): ApiJson<TenantUpdate>,
+) -> Result<Json<TenantView>, ApiError> {
+    scope.require(Role::Admin)?;
+    let mut errors = Vec::new();
+    let name = update.name.as_deref().map(str::trim);
+    if name.is_some_and(|n| !(1..=100).contains(&n.chars().count())) {
+        errors.push(FieldError::new("name", "must be 1 to 100 characters long"));
+    }
+    if update
+        .event_retention_days
+        .is_some_and(|days| !(1..=3660).contains(&days))
+    {
+        errors.push(FieldError::new(
+            "event_retention_days",
+            "must be between 1 and 3660",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let before = tenants::current(&mut scope.tx).await?;
+    let tenant = tenants::update(
+        &mut scope.tx,
+        TenantChanges {
+            name: name.map(str::to_owned),
+            event_retention_days: update.event_retention_days,
+        },
+    )
+    .await?;
+    audit::record(
+        &mut scope.tx,
+        &scope.actor,
+        "tenant.updated",
+        Some(&tenant.slug),
+        json!({
+            "name": {"from": before.name, "to": tenant.name},
+            "event_retention_days": {"from": before.event_retention_days, "to": tenant.event_retention_days},
+        }),
+    )
+    .await?;
+    scope.tx.commit().await?;
     Ok(Json(TenantView {
         tenant,
         role: scope.role,

@@ -85,7 +85,7 @@ pub struct CsvMapping {
     /// Message type of every row: track (default), page, screen, identify
     /// or group.
     #[serde(rename = "type", default)]
-    #[arg(long = "type", value_enum, default_value_t)]
+    #[arg(long = "type", value_name = "TYPE", value_enum, default_value_t)]
     #[param(inline)]
     pub kind: CsvType,
     /// Column holding the event name (track) or the page or screen name

@@ -89,8 +89,11 @@ pub struct Importer<'a> {
     rejected: Vec<(&'static str, u64)>,
     report: ImportReport,
     committed_lines: u64,
-    on_rejection: Option<Box<dyn FnMut(&LineError) + Send + 'a>>,
+    on_rejection: Option<RejectionReporter<'a>>,
 }
+
+/// Where an [`Importer`] hands each rejected line, if anywhere.
+type RejectionReporter<'a> = Box<dyn FnMut(&LineError) + Send + 'a>;
 
 impl<'a> Importer<'a> {
     /// An importer for `receipt`'s tenant.

@@ -299,10 +299,10 @@ async fn write_with_retries(
             Ok(()) => return Ok(()),
             Err(err) if attempt < 4 && is_retryable(&err) => {
                 tracing::warn!(writer = number, attempt, error = %err, "retrying a batch");
-                if matches!(err, DbError::Unavailable(_)) {
-                    if let Some(broken) = writer.take() {
-                        broken.close().await;
-                    }
+                if matches!(err, DbError::Unavailable(_))
+                    && let Some(broken) = writer.take()
+                {
+                    broken.close().await;
                 }
                 tokio::time::sleep(Duration::from_millis(100 * (1 << attempt))).await;
             }

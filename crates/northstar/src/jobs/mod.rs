@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::bail;
 use northstar_db::jobs;
 use sqlx::PgPool;
+use tracing::Instrument;
 
 /// How often a node looks for due jobs.
 const POLL_EVERY: Duration = Duration::from_secs(30);
@@ -34,21 +35,24 @@ pub fn spawn_runner(pool: PgPool) -> tokio::task::JoinHandle<()> {
 pub async fn run_due(pool: &PgPool) -> Result<(), northstar_db::DbError> {
     while let Some(name) = jobs::claim_due(pool, LEASE).await? {
         let span = tracing::info_span!("job", job = %name);
-        let _entered = span.enter();
-        match run(pool, &name).await {
-            Ok(()) => {
-                tracing::info!("job finished");
-                jobs::finish(pool, &name).await?;
-            }
-            Err(err) => {
-                let attempts = jobs::attempts(pool, &name).await?;
-                let backoff = Duration::from_secs(60 << attempts.clamp(0, 6));
-                tracing::error!(error = format!("{err:#}"), retry_in = ?backoff, "job failed");
-                jobs::fail(pool, &name, &format!("{err:#}"), backoff).await?;
-            }
-        }
+        run_and_record(pool, &name).instrument(span).await?;
     }
     Ok(())
+}
+
+async fn run_and_record(pool: &PgPool, name: &str) -> Result<(), northstar_db::DbError> {
+    match run(pool, name).await {
+        Ok(()) => {
+            tracing::info!("job finished");
+            jobs::finish(pool, name).await
+        }
+        Err(err) => {
+            let attempts = jobs::attempts(pool, name).await?;
+            let backoff = Duration::from_secs(60 << attempts.clamp(0, 6));
+            tracing::error!(error = format!("{err:#}"), retry_in = ?backoff, "job failed");
+            jobs::fail(pool, name, &format!("{err:#}"), backoff).await
+        }
+    }
 }
 
 async fn run(pool: &PgPool, name: &str) -> anyhow::Result<()> {

@@ -362,7 +362,7 @@ impl Attempt {
     /// Whether this batch, if acknowledged, is re-sent after the restart:
     /// every other one, and every one that was in flight at the kill.
     fn is_sampled_for_retry(&self) -> bool {
-        self.batch.number % 2 == 0 || self.in_flight_at_kill()
+        self.batch.number.is_multiple_of(2) || self.in_flight_at_kill()
     }
 }
 

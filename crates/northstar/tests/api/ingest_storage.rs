@@ -124,3 +124,52 @@ async fn a_backfill_into_a_month_without_a_partition_creates_it() {
     assert_eq!(events.len(), 1);
     assert!(events[0].time < chrono::Utc::now() - chrono::Duration::days(399));
 }
+
+#[tokio::test]
+async fn owners_and_admins_set_the_event_retention_and_it_is_audited() {
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let owner = app.owner(&acme).await;
+    let response = owner
+        .patch("/api/v1/tenants/acme", json!({"event_retention_days": 90}))
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    assert_eq!(response.body["tenant"]["event_retention_days"], 90);
+    let audit = owner.get("/api/v1/tenants/acme/audit-log").await;
+    assert_eq!(audit.body["entries"][0]["action"], "tenant.updated");
+    assert_eq!(
+        audit.body["entries"][0]["details"]["event_retention_days"],
+        json!({"from": 760, "to": 90})
+    );
+
+    // The new window applies to ingestion at once.
+    let old = (chrono::Utc::now() - chrono::Duration::days(100)).to_rfc3339();
+    let response = app
+        .sdk(&acme.write_key)
+        .post(
+            "/v1/track",
+            json!({"userId": "u", "event": "E", "timestamp": old}),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.body["errors"][0]["reason"],
+        "is older than this tenant keeps events (90 days)"
+    );
+
+    let invalid = owner
+        .patch(
+            "/api/v1/tenants/acme",
+            json!({"event_retention_days": 0, "name": ""}),
+        )
+        .await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(invalid.body["errors"].as_array().map(Vec::len), Some(2));
+    let editor = app
+        .member(&acme, northstar_db::memberships::Role::Editor)
+        .await;
+    let refused = editor
+        .patch("/api/v1/tenants/acme", json!({"event_retention_days": 30}))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}

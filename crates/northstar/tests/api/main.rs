@@ -11,6 +11,7 @@ mod cross_tenant;
 mod ingest_crash;
 mod ingest_errors;
 mod ingest_identity;
+mod ingest_import;
 mod ingest_posthog;
 mod ingest_segment;
 mod ingest_storage;
