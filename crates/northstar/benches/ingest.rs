@@ -1265,39 +1265,49 @@ fn encode_raw(
     Ok((batches, total))
 }
 
-/// `streams` connections COPY the batches, each taking the next one left.
+/// `streams` connections COPY the batches, each taking the next one left;
+/// answers the time and the CPU used (measured while the connections, and so
+/// their server processes, are open).
 async fn raw_copy(
     db: &TestDatabase,
     batches: Arc<Vec<Vec<u8>>>,
     streams: usize,
-) -> Result<Duration> {
+) -> Result<(Duration, Usage)> {
     let mut connections = Vec::new();
     for _ in 0..streams {
         connections.push(db.admin().await);
     }
     let next = Arc::new(AtomicUsize::new(0));
+    let before = usage_now();
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for mut conn in connections {
         let (batches, next) = (Arc::clone(&batches), Arc::clone(&next));
         tasks.spawn(async move {
             let statement = format!("COPY events ({COLUMNS}) FROM STDIN");
-            loop {
-                let Some(batch) = batches.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                    break;
-                };
+            while let Some(batch) = batches.get(next.fetch_add(1, Ordering::Relaxed)) {
                 let mut copy = conn.copy_in_raw(&statement).await?;
                 copy.send(batch.as_slice()).await?;
                 copy.finish().await?;
             }
-            conn.close().await?;
-            Ok::<_, sqlx::Error>(())
+            Ok::<_, sqlx::Error>(conn)
         });
     }
+    let mut connections = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        done.context("a COPY stream")?.context("COPY into events")?;
+        connections.push(done.context("a COPY stream")?.context("COPY into events")?);
     }
-    Ok(started.elapsed())
+    let elapsed = started.elapsed();
+    let after = usage_now();
+    for conn in connections {
+        conn.close().await?;
+    }
+    let used = Usage {
+        process: after.process - before.process,
+        postgres: after.postgres - before.postgres,
+        machine_busy: after.machine_busy - before.machine_busy,
+    };
+    Ok((elapsed, used))
 }
 
 // -------------------------------------------------------------------- run
@@ -1533,9 +1543,7 @@ async fn run(config: Config) -> Result<()> {
             encoded_bytes as f64 / 1_048_576.0,
             encoding.elapsed().as_secs_f64()
         );
-        let before = usage_now();
-        let elapsed = raw_copy(&db, Arc::new(batches), config.writers).await?;
-        let after_copy = usage_now();
+        let (elapsed, used) = raw_copy(&db, Arc::new(batches), config.writers).await?;
         let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
             .fetch_one(&mut admin)
             .await?;
@@ -1549,8 +1557,8 @@ async fn run(config: Config) -> Result<()> {
              machine busy {:.2}",
             rows as f64 / wall,
             config.writers,
-            (after_copy.postgres - before.postgres) / wall,
-            (after_copy.machine_busy - before.machine_busy) / wall
+            used.postgres / wall,
+            used.machine_busy / wall
         );
         report.raw = Some((rows, elapsed));
     }

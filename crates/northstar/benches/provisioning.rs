@@ -32,7 +32,9 @@ use std::{
 mod support;
 
 use anyhow::{Context, Result, bail, ensure};
-use northstar::{AppState, build_router, config::HttpSettings, provision::NewTenant};
+use northstar::{
+    AppState, build_router, config::HttpSettings, ingest::IngestSettings, provision::NewTenant,
+};
 use northstar_db::{audit::Actor, connect_app_pool, testing::TestDatabase, users};
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
@@ -180,8 +182,9 @@ async fn run(tenants: usize) -> Result<()> {
         max_body_bytes: 1_048_576,
         session_idle: Duration::from_secs(12 * 3600),
         session_max: Duration::from_secs(7 * 24 * 3600),
+        ingest: IngestSettings::default(),
     };
-    let state = AppState::new(pool.clone(), settings).context("app state")?;
+    let (state, _writers) = AppState::new(pool.clone(), settings).context("app state")?;
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(
         axum::serve(

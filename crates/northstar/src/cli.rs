@@ -109,13 +109,6 @@ enum ImportFormat {
     Csv,
 }
 
-/// `northstar import`'s own queue and writers: `serve`'s defaults.
-const IMPORT_PIPELINE: PipelineSettings = PipelineSettings {
-    queue_bytes: 64 * 1024 * 1024,
-    writers: 2,
-    batch_rows: 5000,
-};
-
 /// Bytes read from the file at a time.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -485,8 +478,12 @@ async fn import_file(pool: &PgPool, args: ImportArgs) -> anyhow::Result<()> {
         .await?
         .with_context(|| format!("no tenant {:?}", args.tenant))?;
     let mut tx = TenantTx::begin(pool, tenant_id).await?;
-    let retention_days = tenants::event_retention_days(&mut tx).await?;
+    let tenant = tenants::current(&mut tx).await?;
     tx.commit().await?;
+    if tenant.status == TenantStatus::Suspended {
+        anyhow::bail!("tenant {} is suspended; reactivate it first", tenant.slug);
+    }
+    let retention_days = tenant.event_retention_days;
     let stdin = args.file.as_os_str() == "-";
     let (input, size): (Box<dyn Read + Send>, _) = if stdin {
         (Box::new(std::io::stdin()), None)
@@ -503,8 +500,10 @@ async fn import_file(pool: &PgPool, args: ImportArgs) -> anyhow::Result<()> {
         retention_days,
         client_ip: None,
     };
-    let (pipeline, writers) =
-        Pipeline::start(pool.connect_options().as_ref().clone(), &IMPORT_PIPELINE);
+    let (pipeline, writers) = Pipeline::start(
+        pool.connect_options().as_ref().clone(),
+        &PipelineSettings::DEFAULT,
+    );
     let printer = bar.clone();
     let importer = Importer::new(&pipeline, receipt).on_rejection(move |error| {
         printer.suspend(|| eprintln!("line {}: {}: {}", error.line, error.field, error.reason));

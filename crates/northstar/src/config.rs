@@ -6,7 +6,11 @@ use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use axum::http::Uri;
 
-use crate::ingest::{IngestSettings, pipeline::PipelineSettings, rate_limit::PlanRates};
+use crate::ingest::{
+    IngestSettings,
+    pipeline::PipelineSettings,
+    rate_limit::{DEFAULT_PLAN_RATES, PlanRates},
+};
 
 /// A value that must not appear in logs or `Debug` output.
 #[derive(Clone)]
@@ -136,20 +140,16 @@ pub struct ServerConfig {
     pub ingest_queue_bytes: usize,
 
     /// Batch writers, each with its own database connection.
-    #[arg(long, env = "NORTHSTAR_INGEST_WRITERS", default_value_t = 2)]
+    #[arg(long, env = "NORTHSTAR_INGEST_WRITERS", default_value_t = PipelineSettings::DEFAULT.writers)]
     pub ingest_writers: usize,
 
     /// Most messages written in one batch (one COPY, one commit).
-    #[arg(long, env = "NORTHSTAR_INGEST_BATCH_ROWS", default_value_t = 5000)]
+    #[arg(long, env = "NORTHSTAR_INGEST_BATCH_ROWS", default_value_t = PipelineSettings::DEFAULT.batch_rows)]
     pub ingest_batch_rows: usize,
 
     /// Messages per second each write key may send, by tenant plan
     /// (`plan=rate,…`; unknown plans get the lowest); bursts of ten seconds' worth.
-    #[arg(
-        long,
-        env = "NORTHSTAR_INGEST_RATE_LIMITS",
-        default_value = "free=1000,starter=5000,growth=20000,enterprise=100000"
-    )]
+    #[arg(long, env = "NORTHSTAR_INGEST_RATE_LIMITS", default_value = DEFAULT_PLAN_RATES)]
     pub ingest_rate_limits: PlanRates,
 }
 

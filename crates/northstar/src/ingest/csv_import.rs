@@ -546,9 +546,10 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Field bytes and field count kept for one record: past these, the record
-/// is necessarily over the size limit, and the parser's output is dropped.
+/// Field bytes kept for one record: past these, the record is necessarily
+/// over the size limit, and the parser's output is dropped.
 const MAX_FIELD_BYTES: usize = MAX_MESSAGE_BYTES + 1;
+/// Fields kept for one record, likewise.
 const MAX_FIELDS: usize = MAX_MESSAGE_BYTES + 2;
 
 /// Records parsed from a byte stream, chunk by chunk.
@@ -570,11 +571,12 @@ struct Records<S> {
     trailing_terminator: usize,
     /// Whether its first non-blank byte was read.
     started: bool,
-    /// Blank lines before it.
-    blank_lines: u64,
+    /// Line feeds between the previous record and its first byte: blank
+    /// lines, and the `\n` of the previous record's `\r\n`.
+    leading_line_feeds: u64,
     /// Line feeds inside it.
     line_feeds: u64,
-    /// Lines before the blank lines.
+    /// Line feeds before the previous record's end.
     lines_before: u64,
 }
 
@@ -597,7 +599,7 @@ where
             text_bytes: 0,
             trailing_terminator: 0,
             started: false,
-            blank_lines: 0,
+            leading_line_feeds: 0,
             line_feeds: 0,
             lines_before: 0,
         }
@@ -605,8 +607,8 @@ where
 
     /// The next record; `None` at the end. `Err` says why the input broke.
     async fn next(&mut self, progress: &mut impl FnMut(u64)) -> Result<Option<Record<'_>>, String> {
-        self.lines_before += self.blank_lines + self.line_feeds;
-        self.blank_lines = 0;
+        self.lines_before += self.leading_line_feeds + self.line_feeds;
+        self.leading_line_feeds = 0;
         self.line_feeds = 0;
         self.text.clear();
         self.text_bytes = 0;
@@ -656,7 +658,7 @@ where
         let is_terminator = |b: &u8| matches!(b, b'\r' | b'\n');
         if !self.started {
             let blank = bytes.iter().take_while(|b| is_terminator(b)).count();
-            self.blank_lines += line_feeds(&bytes[..blank]);
+            self.leading_line_feeds += line_feeds(&bytes[..blank]);
             bytes = &bytes[blank..];
             self.started = !bytes.is_empty();
         }
@@ -676,7 +678,7 @@ where
     }
 
     fn record(&self) -> Record<'_> {
-        let line = self.lines_before + self.blank_lines + 1;
+        let line = self.lines_before + self.leading_line_feeds + 1;
         let size = self.text_bytes - self.trailing_terminator;
         if size > MAX_MESSAGE_BYTES {
             return Record {

@@ -22,7 +22,7 @@ use pipeline::{Pipeline, PipelineSettings};
 use rate_limit::{PlanRates, WriteKeyLimits};
 
 /// Ingestion's configuration, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct IngestSettings {
     /// Queue and writers.
     pub pipeline: PipelineSettings,

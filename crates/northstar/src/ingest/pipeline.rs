@@ -32,6 +32,21 @@ pub struct PipelineSettings {
     pub batch_rows: usize,
 }
 
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl PipelineSettings {
+    /// `northstar serve`'s defaults: a 64 MiB queue, 2 writers, 5,000-row batches.
+    pub const DEFAULT: PipelineSettings = PipelineSettings {
+        queue_bytes: 64 * 1024 * 1024,
+        writers: 2,
+        batch_rows: 5000,
+    };
+}
+
 /// Whether a submission may wait for room in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhenFull {

@@ -12,6 +12,9 @@ use uuid::Uuid;
 /// Seconds of traffic a bucket holds.
 pub const BURST_SECONDS: u32 = 10;
 
+/// The default rates, messages per second per write key.
+pub const DEFAULT_PLAN_RATES: &str = "free=1000,starter=5000,growth=20000,enterprise=100000";
+
 /// Messages per second per write key, by plan name; plans not listed get
 /// the lowest rate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +40,15 @@ impl FromStr for PlanRates {
             return Err("no plan=rate pairs".to_owned());
         }
         Ok(PlanRates(rates))
+    }
+}
+
+impl Default for PlanRates {
+    /// [`DEFAULT_PLAN_RATES`].
+    fn default() -> Self {
+        DEFAULT_PLAN_RATES
+            .parse()
+            .unwrap_or_else(|_| PlanRates(BTreeMap::new()))
     }
 }
 
@@ -110,6 +122,7 @@ mod tests {
         assert!("free".parse::<PlanRates>().is_err());
         assert!("free=0".parse::<PlanRates>().is_err());
         assert!("".parse::<PlanRates>().is_err());
+        assert_eq!(PlanRates::default().0.len(), 4, "the default rates parse");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use northstar::{
     auth::throttle::{self, LoginThrottle},
     build_router,
     config::HttpSettings,
-    ingest::{IngestSettings, pipeline::PipelineSettings, pipeline::Writers},
+    ingest::{IngestSettings, pipeline::Writers},
 };
 use northstar_db::{
     audit::Actor,
@@ -104,16 +104,7 @@ pub fn test_settings() -> HttpSettings {
         max_body_bytes: 64 * 1024,
         session_idle: Duration::from_secs(3600),
         session_max: Duration::from_secs(24 * 3600),
-        ingest: IngestSettings {
-            pipeline: PipelineSettings {
-                queue_bytes: 64 * 1024 * 1024,
-                writers: 2,
-                batch_rows: 5000,
-            },
-            rates: "free=1000,starter=5000,growth=20000,enterprise=100000"
-                .parse()
-                .expect("rates"),
-        },
+        ingest: IngestSettings::default(),
     }
 }
 
