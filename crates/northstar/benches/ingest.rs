@@ -96,7 +96,7 @@ use northstar_db::{
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use reqwest::{StatusCode, header};
 use serde_json::{Map, Value, json};
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, PgConnection, postgres::PgConnectOptions};
 use support::{Stats, round2};
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 use uuid::Uuid;
@@ -776,15 +776,79 @@ impl Client {
     }
 }
 
-/// CPU seconds and memory, read from `/proc`.
+/// CPU seconds used, from `/proc`.
 #[derive(Clone, Copy, Default)]
 struct Usage {
     /// This process: the app and the clients.
     process: f64,
-    /// Every `postgres` process of the machine.
+    /// This database's PostgreSQL backends (writers, pool, checks), the WAL
+    /// writer, checkpointer and background writer.
     postgres: f64,
     /// The whole machine, busy (not idle or iowait), in CPU seconds.
     machine_busy: f64,
+}
+
+/// CPU seconds used so far, by process.
+struct Snapshot {
+    process: f64,
+    postgres: BTreeMap<i32, f64>,
+    machine_busy: f64,
+}
+
+impl Snapshot {
+    /// Takes one; `server` names this benchmark's database.
+    async fn take(server: &PgConnectOptions) -> Snapshot {
+        let pids: Vec<i32> = match PgConnection::connect_with(server).await {
+            Ok(mut conn) => {
+                let pids = sqlx::query_scalar(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                     OR backend_type IN ('walwriter', 'checkpointer', 'background writer')",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_default();
+                let _ = conn.close().await;
+                pids
+            }
+            Err(_) => Vec::new(),
+        };
+        let mut machine_busy = f64::NAN;
+        if let Ok(stat) = std::fs::read_to_string("/proc/stat")
+            && let Some(line) = stat.lines().next()
+        {
+            let values: Vec<f64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            let total: f64 = values.iter().take(8).sum();
+            let idle =
+                values.get(3).copied().unwrap_or(0.0) + values.get(4).copied().unwrap_or(0.0);
+            machine_busy = (total - idle) / TICKS_PER_SECOND;
+        }
+        Snapshot {
+            process: process_cpu("self").unwrap_or(f64::NAN),
+            postgres: pids
+                .into_iter()
+                .filter_map(|pid| Some((pid, process_cpu(&pid.to_string())?)))
+                .collect(),
+            machine_busy,
+        }
+    }
+
+    /// What was used since `earlier`: processes that started since count
+    /// whole; those that ended since are lost.
+    fn since(&self, earlier: &Snapshot) -> Usage {
+        Usage {
+            process: self.process - earlier.process,
+            postgres: self
+                .postgres
+                .iter()
+                .map(|(pid, now)| now - earlier.postgres.get(pid).copied().unwrap_or(0.0))
+                .sum(),
+            machine_busy: self.machine_busy - earlier.machine_busy,
+        }
+    }
 }
 
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -795,42 +859,6 @@ fn process_cpu(pid: &str) -> Option<f64> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / TICKS_PER_SECOND)
-}
-
-fn usage_now() -> Usage {
-    let mut usage = Usage {
-        process: process_cpu("self").unwrap_or(f64::NAN),
-        ..Usage::default()
-    };
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(pid) = name
-                .to_str()
-                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-            else {
-                continue;
-            };
-            let is_postgres = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|comm| comm.trim() == "postgres");
-            if is_postgres {
-                usage.postgres += process_cpu(pid).unwrap_or(0.0);
-            }
-        }
-    }
-    if let Ok(stat) = std::fs::read_to_string("/proc/stat")
-        && let Some(line) = stat.lines().next()
-    {
-        let values: Vec<f64> = line
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|v| v.parse().ok())
-            .collect();
-        let total: f64 = values.iter().take(8).sum();
-        let idle = values.get(3).copied().unwrap_or(0.0) + values.get(4).copied().unwrap_or(0.0);
-        usage.machine_busy = (total - idle) / TICKS_PER_SECOND;
-    }
-    usage
 }
 
 /// A `/proc/self/status` figure in MiB.
@@ -1008,27 +1036,30 @@ impl Phase {
 /// Starts measuring a phase: CPU, memory, queue.
 struct Meter {
     started: Instant,
-    usage: Usage,
+    usage: Snapshot,
+    server: PgConnectOptions,
     rss_start_mib: f64,
     peak_reset: bool,
     queue: QueueWatch,
 }
 
 impl Meter {
-    fn start(pipeline: &Pipeline) -> Self {
+    async fn start(bench: &Bench) -> Self {
         let peak_reset = reset_peak_memory();
+        let usage = Snapshot::take(&bench.server).await;
         Meter {
             started: Instant::now(),
-            usage: usage_now(),
+            usage,
+            server: bench.server.clone(),
             rss_start_mib: memory_mib("VmRSS:"),
             peak_reset,
-            queue: QueueWatch::start(pipeline.clone()),
+            queue: QueueWatch::start(bench.pipeline.clone()),
         }
     }
 
     async fn finish(self, name: &'static str, samples: Vec<Sample>) -> Phase {
         let wall = self.started.elapsed();
-        let now = usage_now();
+        let cpu = Snapshot::take(&self.server).await.since(&self.usage);
         Phase {
             name,
             wall,
@@ -1037,11 +1068,7 @@ impl Meter {
             not_sent: 0,
             worst_lag: Duration::ZERO,
             max_inflight: 0,
-            cpu: Usage {
-                process: now.process - self.usage.process,
-                postgres: now.postgres - self.usage.postgres,
-                machine_busy: now.machine_busy - self.usage.machine_busy,
-            },
+            cpu,
             rss_start_mib: self.rss_start_mib,
             peak_mib: memory_mib("VmHWM:"),
             peak_reset: self.peak_reset,
@@ -1050,16 +1077,24 @@ impl Meter {
     }
 }
 
+/// The app under test, its clients, and its database.
+struct Bench {
+    client: Arc<Client>,
+    pipeline: Pipeline,
+    /// This database, as the superuser.
+    server: PgConnectOptions,
+}
+
 /// `clients` clients posting back to back for `secs`; the phase ends when
 /// the last answer arrives.
 async fn closed_loop(
     name: &'static str,
-    client: &Arc<Client>,
-    pipeline: &Pipeline,
+    bench: &Bench,
     clients: usize,
     secs: Duration,
 ) -> Result<Phase> {
-    let meter = Meter::start(pipeline);
+    let client = &bench.client;
+    let meter = Meter::start(bench).await;
     let end = Instant::now() + secs;
     let mut tasks = JoinSet::new();
     for _ in 0..clients {
@@ -1084,13 +1119,13 @@ async fn closed_loop(
 /// at most `max_inflight` at once; the phase ends when the last answer arrives.
 async fn open_loop(
     name: &'static str,
-    client: &Arc<Client>,
-    pipeline: &Pipeline,
+    bench: &Bench,
     rate: f64,
     secs: Duration,
     max_inflight: usize,
 ) -> Result<Phase> {
-    let meter = Meter::start(pipeline);
+    let client = &bench.client;
+    let meter = Meter::start(bench).await;
     let start = Instant::now();
     let end = start + secs;
     let inflight = Arc::new(Semaphore::new(max_inflight));
@@ -1278,7 +1313,7 @@ async fn raw_copy(
         connections.push(db.admin().await);
     }
     let next = Arc::new(AtomicUsize::new(0));
-    let before = usage_now();
+    let before = Snapshot::take(&db.admin_options()).await;
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for mut conn in connections {
@@ -1298,15 +1333,10 @@ async fn raw_copy(
         connections.push(done.context("a COPY stream")?.context("COPY into events")?);
     }
     let elapsed = started.elapsed();
-    let after = usage_now();
+    let used = Snapshot::take(&db.admin_options()).await.since(&before);
     for conn in connections {
         conn.close().await?;
     }
-    let used = Usage {
-        process: after.process - before.process,
-        postgres: after.postgres - before.postgres,
-        machine_busy: after.machine_busy - before.machine_busy,
-    };
     Ok((elapsed, used))
 }
 
@@ -1405,6 +1435,11 @@ async fn run(config: Config) -> Result<()> {
         dataset,
         next_seq: AtomicU32::new(0),
     });
+    let bench = Bench {
+        client: Arc::clone(&client),
+        pipeline: pipeline.clone(),
+        server: db.admin_options(),
+    };
     println!(
         "PostgreSQL {server_version}, {} CPUs, app at http://{address}, {} writers, batches of at most {} rows, \
          queue {} bytes",
@@ -1418,17 +1453,10 @@ async fn run(config: Config) -> Result<()> {
     let mut report = Report::default();
 
     // Warm-up: connections, partitions, caches. Stored, counted in the check.
-    let warm_up = closed_loop(
-        "warm-up",
-        &client,
-        &pipeline,
-        config.clients,
-        Duration::from_secs(2),
-    )
-    .await?;
+    let warm_up = closed_loop("warm-up", &bench, config.clients, Duration::from_secs(2)).await?;
 
     if config.runs("sustained") {
-        let sustained = closed_loop("sustained", &client, &pipeline, config.clients, secs).await?;
+        let sustained = closed_loop("sustained", &bench, config.clients, secs).await?;
         sustained.print(&config);
         let all: Vec<&Sample> = warm_up.samples.iter().chain(&sustained.samples).collect();
         let acked = warm_up.acked_events() + sustained.acked_events();
@@ -1444,23 +1472,14 @@ async fn run(config: Config) -> Result<()> {
     let rate = report.sustained.as_ref().map_or(0.0, Phase::rate);
     let mut after: Vec<Phase> = Vec::new();
     if config.runs("half") {
-        let half = open_loop(
-            "half load",
-            &client,
-            &pipeline,
-            rate / 2.0,
-            secs,
-            config.max_inflight,
-        )
-        .await?;
+        let half = open_loop("half load", &bench, rate / 2.0, secs, config.max_inflight).await?;
         half.print(&config);
         after.push(half);
     }
     if config.runs("overload") {
         let overload = open_loop(
             "overload",
-            &client,
-            &pipeline,
+            &bench,
             rate * 2.0,
             Duration::from_secs(config.overload_secs),
             config.max_inflight,

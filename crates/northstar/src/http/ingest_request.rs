@@ -21,7 +21,13 @@ use northstar_db::{
     tenants::TenantStatus,
 };
 
-use super::{caller::ClientAddress, error::ApiError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{
+    caller::ClientAddress,
+    error::{ApiError, FieldError},
+};
 use crate::{
     ingest::{
         message::{Receipt, Rejection},
@@ -43,7 +49,7 @@ pub fn gzipped(headers: &HeaderMap, query_says_gzip: bool) -> Result<bool, ApiEr
     {
         None | Some("" | "identity") => Ok(query_says_gzip),
         Some("gzip" | "x-gzip") => Ok(true),
-        Some(other) => Err(ApiError::Validation(vec![super::error::FieldError::new(
+        Some(other) => Err(ApiError::Validation(vec![FieldError::new(
             "Content-Encoding",
             format!("{other:?} is not supported; send gzip or no encoding"),
         )])),
@@ -146,6 +152,63 @@ pub async fn store(
         )
         .await?;
     Ok(())
+}
+
+/// A message of a batch that was refused.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedMessage {
+    /// Its position in `batch`, from 0.
+    pub index: usize,
+    /// Its `messageId`, when it had a readable one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The offending field.
+    pub field: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// Stable reason code (also the key of the rejection counters).
+    pub code: &'static str,
+}
+
+/// Stores the valid rows of a batch and counts its rejections, each
+/// message given as its outcome and a way to read its id for the report.
+/// Returns how many were accepted and the refused ones; with no valid
+/// message at all, a 400 listing each (`batch[i].field`).
+pub async fn store_batch<F: FnOnce() -> Option<String>>(
+    state: &AppState,
+    scope: &IngestScope,
+    messages: impl Iterator<Item = (Result<EventRow, Rejection>, F)>,
+) -> Result<(usize, Vec<RejectedMessage>), ApiError> {
+    let mut rows = Vec::new();
+    let mut rejected = Vec::new();
+    let mut rejections = Vec::new();
+    for (index, (outcome, message_id)) in messages.enumerate() {
+        match outcome {
+            Ok(row) => rows.push(row),
+            Err(rejection) => {
+                rejected.push(RejectedMessage {
+                    index,
+                    message_id: message_id(),
+                    field: rejection.field.clone(),
+                    reason: rejection.reason.clone(),
+                    code: rejection.code,
+                });
+                rejections.push(rejection);
+            }
+        }
+    }
+    let accepted = rows.len();
+    store(state, scope, rows, &rejections).await?;
+    if accepted == 0 {
+        return Err(ApiError::InvalidMessages(
+            rejected
+                .iter()
+                .map(|r| FieldError::new(format!("batch[{}].{}", r.index, r.field), &r.reason))
+                .collect(),
+        ));
+    }
+    Ok((accepted, rejected))
 }
 
 /// Rejections counted by reason code.

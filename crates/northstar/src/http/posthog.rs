@@ -17,8 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{
     caller::ClientAddress,
     error::{ApiError, FieldError},
-    ingest_request::{self, MAX_BATCH_BYTES},
-    segment::RejectedMessage,
+    ingest_request::{self, MAX_BATCH_BYTES, RejectedMessage},
 };
 use crate::{
     ingest::{
@@ -115,36 +114,11 @@ pub async fn capture(
         .get("sent_at")
         .and_then(Value::as_str)
         .and_then(parse_timestamp);
-    let mut rows = Vec::with_capacity(events.len());
-    let mut rejected = Vec::new();
-    let mut rejections = Vec::new();
-    for (index, event) in events.into_iter().enumerate() {
+    let validated = events.into_iter().map(|event| {
         let uuid = event.get("uuid").and_then(Value::as_str).map(str::to_owned);
-        let outcome = validate(event, sent_at, &receipt);
-        match outcome {
-            Ok(row) => rows.push(row),
-            Err(rejection) => {
-                rejected.push(RejectedMessage {
-                    index,
-                    message_id: uuid,
-                    field: rejection.field.clone(),
-                    reason: rejection.reason.clone(),
-                    code: rejection.code,
-                });
-                rejections.push(rejection);
-            }
-        }
-    }
-    let accepted = rows.len();
-    ingest_request::store(&state, &scope, rows, &rejections).await?;
-    if accepted == 0 {
-        return Err(ApiError::InvalidMessages(
-            rejected
-                .iter()
-                .map(|r| FieldError::new(format!("batch[{}].{}", r.index, r.field), &r.reason))
-                .collect(),
-        ));
-    }
+        (validate(event, sent_at, &receipt), move || uuid)
+    });
+    let (_, rejected) = ingest_request::store_batch(&state, &scope, validated).await?;
     Ok(Json(CaptureAccepted {
         status: 1,
         rejected,

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use super::{
     caller::ClientAddress,
     error::{ApiError, FieldError},
-    ingest_request::{self, MAX_BATCH_BYTES},
+    ingest_request::{self, MAX_BATCH_BYTES, RejectedMessage},
 };
 use crate::{
     ingest::message::{self, MAX_MESSAGE_BYTES, MissingMessageId, Rejection, parse_timestamp},
@@ -35,23 +35,6 @@ pub struct Accepted {
     /// The messages that were refused, if any.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<RejectedMessage>,
-}
-
-/// A message of a batch that was refused.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RejectedMessage {
-    /// Its position in `batch`, from 0.
-    pub index: usize,
-    /// Its `messageId`, when it had a readable one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<String>,
-    /// The offending field.
-    pub field: String,
-    /// Why it was refused.
-    pub reason: String,
-    /// Stable reason code (also the key of the rejection counters).
-    pub code: &'static str,
 }
 
 #[derive(Deserialize)]
@@ -116,35 +99,12 @@ pub async fn batch(
         Some(Value::String(text)) => parse_timestamp(&text),
         Some(_) => None,
     };
-    let mut rows = Vec::with_capacity(items.len());
-    let mut rejected = Vec::new();
-    let mut rejections = Vec::new();
-    for (index, item) in items.iter().enumerate() {
+    let validated = items.iter().map(|item| {
         let text = item.get().as_bytes();
-        match message::from_text(text, None, sent_at, &receipt, MissingMessageId::Random) {
-            Ok(row) => rows.push(row),
-            Err(rejection) => {
-                rejected.push(RejectedMessage {
-                    index,
-                    message_id: readable_message_id(item),
-                    field: rejection.field.clone(),
-                    reason: rejection.reason.clone(),
-                    code: rejection.code,
-                });
-                rejections.push(rejection);
-            }
-        }
-    }
-    let accepted = rows.len();
-    ingest_request::store(&state, &scope, rows, &rejections).await?;
-    if accepted == 0 {
-        return Err(ApiError::InvalidMessages(
-            rejected
-                .iter()
-                .map(|r| FieldError::new(format!("batch[{}].{}", r.index, r.field), &r.reason))
-                .collect(),
-        ));
-    }
+        let outcome = message::from_text(text, None, sent_at, &receipt, MissingMessageId::Random);
+        (outcome, || readable_message_id(item))
+    });
+    let (accepted, rejected) = ingest_request::store_batch(&state, &scope, validated).await?;
     Ok(Json(Accepted {
         success: true,
         accepted,
