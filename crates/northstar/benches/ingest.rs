@@ -54,6 +54,14 @@
 //! | `NS_BENCH_SEED` | `--seed` | 42 | dataset seed |
 //! | `NS_BENCH_MAX_INFLIGHT` | `--max-inflight` | 2000 | open-loop requests in flight at most |
 //! | `NS_BENCH_PHASES` | | `sustained,half,overload,raw` | a subset, e.g. `sustained,raw` for sweeps |
+//! | `NS_BENCH_DB_SETTINGS` | | none | what-if: `name=value,…` set on the bench database before the app connects (`enable_nestloop=off`) |
+//!
+//! The writers' warnings and errors go to stderr (`RUST_LOG`, default
+//! `northstar::ingest=warn`).
+//!
+//! Each phase also reports the CPU used (from `/proc`) by this process (app
+//! and clients), by this database's PostgreSQL processes, and by the whole
+//! machine, and the peak resident set (`VmHWM`, reset at each phase start).
 //!
 //! Timing is reported, never asserted. A wrong count in the database, or a
 //! `200` that did not accept every message, fails the run.
@@ -113,6 +121,13 @@ const COLUMNS: &str = "tenant_id, time, message_id, type, event, user_id, anonym
                        group_id, previous_id, properties, context, received_at, sent_at";
 
 fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "northstar::ingest=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let config = Config::read()?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -136,6 +151,8 @@ struct Config {
     seed: u64,
     max_inflight: usize,
     phases: Vec<String>,
+    /// `(name, value)` PostgreSQL settings for the bench database.
+    db_settings: Vec<(String, String)>,
 }
 
 impl Config {
@@ -157,6 +174,18 @@ impl Config {
             bodies: usize::try_from(get("--bodies", "NS_BENCH_BODIES", 400)?)?,
             seed: get("--seed", "NS_BENCH_SEED", 42)?,
             max_inflight: usize::try_from(get("--max-inflight", "NS_BENCH_MAX_INFLIGHT", 2000)?)?,
+            db_settings: std::env::var("NS_BENCH_DB_SETTINGS")
+                .unwrap_or_default()
+                .split(',')
+                .filter(|pair| !pair.trim().is_empty())
+                .map(|pair| {
+                    pair.split_once('=')
+                        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+                        .with_context(|| {
+                            format!("NS_BENCH_DB_SETTINGS: {pair:?} is not name=value")
+                        })
+                })
+                .collect::<Result<_>>()?,
             phases: std::env::var("NS_BENCH_PHASES")
                 .unwrap_or_else(|_| "sustained,half,overload,raw".into())
                 .split(',')
@@ -883,30 +912,43 @@ fn reset_peak_memory() -> bool {
 /// The largest ingestion-queue occupancy seen while it runs.
 struct QueueWatch {
     stop: Arc<AtomicBool>,
-    peak: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<(usize, Vec<(Duration, f64)>)>,
 }
 
 impl QueueWatch {
+    /// Samples the queue every 5 ms and the resident set every 100 ms.
     fn start(pipeline: Pipeline) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let peak = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn({
-            let (stop, peak) = (Arc::clone(&stop), Arc::clone(&peak));
+            let stop = Arc::clone(&stop);
             async move {
+                let started = Instant::now();
+                let (mut peak, mut rss, mut tick) = (0, Vec::new(), 0_u32);
                 while !stop.load(Ordering::Relaxed) {
-                    peak.fetch_max(pipeline.queued_bytes(), Ordering::Relaxed);
+                    peak = peak.max(pipeline.queued_bytes());
+                    if tick % 20 == 0 {
+                        rss.push((started.elapsed(), memory_mib("VmRSS:")));
+                    }
+                    tick += 1;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
+                (peak, rss)
             }
         });
-        QueueWatch { stop, peak, task }
+        QueueWatch { stop, task }
     }
 
-    async fn finish(self) -> usize {
+    /// The queue's peak in bytes and the largest RSS of each quarter of the
+    /// time watched.
+    async fn finish(self, wall: Duration) -> (usize, [f64; 4]) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
-        self.peak.load(Ordering::Relaxed)
+        let (peak, rss) = self.task.await.unwrap_or_default();
+        let mut quarters = [0.0_f64; 4];
+        for (at, mib) in rss {
+            let quarter = ((at.as_secs_f64() / wall.as_secs_f64() * 4.0) as usize).min(3);
+            quarters[quarter] = quarters[quarter].max(mib);
+        }
+        (peak, quarters)
     }
 }
 
@@ -927,6 +969,10 @@ struct Phase {
     peak_mib: f64,
     peak_reset: bool,
     queue_peak_bytes: usize,
+    /// The largest resident set in each quarter of the phase, MiB.
+    rss_quarters: [f64; 4],
+    /// Open loop: how long the schedule offered requests.
+    schedule: Duration,
 }
 
 impl Phase {
@@ -989,7 +1035,7 @@ impl Phase {
                 "    offered {} events = {:.0} events/s; {} requests not sent (client at {} in flight); \
                  most in flight {}; dispatcher at worst {:.1} ms late",
                 self.offered_events,
-                self.offered_events as f64 / self.wall.as_secs_f64(),
+                self.offered_events as f64 / self.schedule.as_secs_f64(),
                 self.not_sent,
                 config.max_inflight,
                 self.max_inflight,
@@ -1019,7 +1065,8 @@ impl Phase {
             cores(self.cpu.machine_busy)
         );
         println!(
-            "    memory: RSS at start {:.0} MiB, peak (VmHWM{}) {:.0} MiB; queue peak {:.1} of {:.1} MiB",
+            "    memory: RSS at start {:.0} MiB, peak (VmHWM{}) {:.0} MiB, largest RSS by quarter of the phase \
+             {:.0} / {:.0} / {:.0} / {:.0} MiB; queue peak {:.1} of {:.1} MiB",
             self.rss_start_mib,
             if self.peak_reset {
                 ", reset at start"
@@ -1027,6 +1074,10 @@ impl Phase {
                 " since process start"
             },
             self.peak_mib,
+            self.rss_quarters[0],
+            self.rss_quarters[1],
+            self.rss_quarters[2],
+            self.rss_quarters[3],
             self.queue_peak_bytes as f64 / 1_048_576.0,
             config.queue_bytes as f64 / 1_048_576.0
         );
@@ -1060,6 +1111,7 @@ impl Meter {
     async fn finish(self, name: &'static str, samples: Vec<Sample>) -> Phase {
         let wall = self.started.elapsed();
         let cpu = Snapshot::take(&self.server).await.since(&self.usage);
+        let (queue_peak_bytes, rss_quarters) = self.queue.finish(wall).await;
         Phase {
             name,
             wall,
@@ -1072,7 +1124,9 @@ impl Meter {
             rss_start_mib: self.rss_start_mib,
             peak_mib: memory_mib("VmHWM:"),
             peak_reset: self.peak_reset,
-            queue_peak_bytes: self.queue.finish().await,
+            queue_peak_bytes,
+            rss_quarters,
+            schedule: wall,
         }
     }
 }
@@ -1162,6 +1216,7 @@ async fn open_loop(
     phase.not_sent = not_sent;
     phase.worst_lag = worst_lag;
     phase.max_inflight = most;
+    phase.schedule = secs;
     Ok(phase)
 }
 
@@ -1369,6 +1424,24 @@ async fn run(config: Config) -> Result<()> {
     // A fresh database, a tenant on a plan whose rate never bites, and the app.
     let db = TestDatabase::create().await;
     let mut admin = db.admin().await;
+    for (name, value) in &config.db_settings {
+        ensure!(
+            name.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.'),
+            "NS_BENCH_DB_SETTINGS: {name:?} is not a setting name"
+        );
+        let database: String = sqlx::query_scalar("SELECT current_database()")
+            .fetch_one(&mut admin)
+            .await?;
+        let value = value.replace('\'', "''");
+        sqlx::query(&format!(
+            "ALTER DATABASE \"{database}\" SET {name} = '{value}'"
+        ))
+        .execute(&mut admin)
+        .await
+        .with_context(|| format!("set {name} on the bench database"))?;
+        println!("what-if: {name} = {value} on the bench database");
+    }
     let server_version: String = sqlx::query_scalar("SHOW server_version")
         .fetch_one(&mut admin)
         .await?;
@@ -1621,6 +1694,9 @@ impl Report {
             config.batch_rows,
             config.queue_bytes / 1_048_576
         );
+        for (name, value) in &config.db_settings {
+            println!("what-if: `{name} = {value}` on the bench database");
+        }
         println!();
         println!(
             "| phase | s | events/s | 200 p50 / p99 / max ms | 200 / 503 / 429 / other | peak MiB (VmHWM, incl. clients) | CPU cores app+clients / postgres |"
@@ -1636,7 +1712,7 @@ impl Report {
                 format!(
                     "{:.0} of {:.0} offered",
                     phase.rate(),
-                    phase.offered_events as f64 / wall
+                    phase.offered_events as f64 / phase.schedule.as_secs_f64()
                 )
             } else {
                 format!("{:.0}", phase.rate())
@@ -1690,7 +1766,8 @@ impl Report {
                 json!({
                     "secs": round2(p.wall.as_secs_f64()),
                     "events_per_s": p.rate().round(),
-                    "offered_per_s": (p.offered_events as f64 / p.wall.as_secs_f64()).round(),
+                    "offered_per_s": (p.offered_events as f64 / p.schedule.as_secs_f64()).round(),
+                    "rss_mib_by_quarter": p.rss_quarters.map(f64::round),
                     "ok_ms": p.latency(200).json(),
                     "status_200": p.count(Some(200)),
                     "status_503": p.count(Some(503)),
