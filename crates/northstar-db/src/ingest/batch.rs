@@ -118,6 +118,7 @@ const STAGING: &str = "CREATE TEMPORARY TABLE ingest_staging (
     tenant_id uuid NOT NULL,
     time timestamptz NOT NULL,
     message_id text COLLATE \"C\" NOT NULL,
+    message_hash uuid NOT NULL,
     type text NOT NULL,
     event text,
     user_id text COLLATE \"C\",
@@ -135,7 +136,7 @@ const STAGING: &str = "CREATE TEMPORARY TABLE ingest_staging (
 const STORE_EVENTS: &str = "
 WITH fresh AS (
     INSERT INTO event_message_ids (tenant_id, message_hash)
-    SELECT tenant_id, md5(message_id)::uuid FROM ingest_staging WHERE tenant_id = $1
+    SELECT tenant_id, message_hash FROM ingest_staging WHERE tenant_id = $1
     ON CONFLICT DO NOTHING
     RETURNING message_hash
 ), stored AS (
@@ -144,7 +145,7 @@ WITH fresh AS (
     SELECT tenant_id, time, message_id, type, event, user_id, anonymous_id,
            group_id, previous_id, properties::json, context::json, received_at, sent_at
     FROM ingest_staging
-    WHERE tenant_id = $1 AND md5(message_id)::uuid IN (SELECT message_hash FROM fresh)
+    WHERE tenant_id = $1 AND message_hash IN (SELECT message_hash FROM fresh)
     RETURNING 1
 )
 SELECT count(*) FROM stored";
@@ -219,6 +220,17 @@ impl BatchWriter {
             .await
             .map_err(DbError::Unavailable)?;
         sqlx::query(STAGING).execute(&mut conn).await?;
+        // The staging table has no statistics, so PostgreSQL guesses a batch
+        // is a row or two, and a prepared statement keeps the plan it made
+        // for the first small batches: a nested loop over staging rows, which
+        // is quadratic for a batch of thousands. Hash joins, planned afresh
+        // for each batch, cost the same at any size.
+        for setting in [
+            "SET enable_nestloop = off",
+            "SET plan_cache_mode = force_custom_plan",
+        ] {
+            sqlx::query(setting).execute(&mut conn).await?;
+        }
         Ok(BatchWriter {
             conn,
             months: HashSet::new(),

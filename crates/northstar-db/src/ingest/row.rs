@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
+use md5::{Digest, Md5};
 use uuid::Uuid;
 
 /// The Segment message types Northstar stores.
@@ -69,8 +70,9 @@ pub struct EventRow {
 }
 
 /// The staging columns, in the order [`EventRow::encode`] writes them.
-pub(crate) const COLUMNS: &str = "tenant_id, time, message_id, type, event, user_id, anonymous_id, \
-                                  group_id, previous_id, properties, context, received_at, sent_at";
+pub(crate) const COLUMNS: &str = "tenant_id, time, message_id, message_hash, type, event, user_id, \
+                                  anonymous_id, group_id, previous_id, properties, context, \
+                                  received_at, sent_at";
 
 impl EventRow {
     /// Appends the row as one line of `COPY` text format.
@@ -80,7 +82,7 @@ impl EventRow {
         timestamp(out, &self.time);
         out.push(b'\t');
         text(out, Some(&self.message_id));
-        out.push(b'\t');
+        let _ = write!(out, "\t{}\t", message_hash(&self.message_id));
         out.extend_from_slice(self.kind.as_str().as_bytes());
         for field in [
             &self.event,
@@ -105,30 +107,52 @@ impl EventRow {
     }
 }
 
+/// The dedupe key of a message id: its MD5 as a UUID, the same value as
+/// PostgreSQL's `md5(message_id)::uuid`.
+pub fn message_hash(message_id: &str) -> Uuid {
+    Uuid::from_bytes(Md5::digest(message_id.as_bytes()).into())
+}
+
 fn timestamp(out: &mut Vec<u8>, at: &DateTime<Utc>) {
     let _ = write!(out, "{}", at.format("%Y-%m-%d %H:%M:%S%.6f+00"));
 }
 
 /// Text with `COPY`'s escapes: backslash, tab, newline and carriage return.
+/// Copies the runs between them whole.
 fn text(out: &mut Vec<u8>, value: Option<&str>) {
     let Some(value) = value else {
         out.extend_from_slice(b"\\N");
         return;
     };
-    for &byte in value.as_bytes() {
-        match byte {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            _ => out.push(byte),
-        }
+    let mut rest = value.as_bytes();
+    while let Some(at) = rest
+        .iter()
+        .position(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(match rest[at] {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            _ => b"\\r",
+        });
+        rest = &rest[at + 1..];
     }
+    out.extend_from_slice(rest);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_message_hash_is_postgresqls_md5_uuid() {
+        // SELECT md5('retry-me')::uuid
+        assert_eq!(
+            message_hash("retry-me").to_string(),
+            "56e1995f-1adc-b726-02ac-41a3dcb5f326"
+        );
+    }
 
     #[test]
     fn encodes_nulls_escapes_and_times() {
@@ -154,7 +178,8 @@ mod tests {
         row.encode(&mut out);
         assert_eq!(
             String::from_utf8(out).expect("utf-8"),
-            "00000000-0000-0000-0000-000000000000\t2026-11-20 10:00:00.500000+00\tm\\t1\ttrack\t\
+            "00000000-0000-0000-0000-000000000000\t2026-11-20 10:00:00.500000+00\tm\\t1\t\
+             15f2393b-f84e-790e-6ef0-b83d10a3e453\ttrack\t\
              a\\\\b\\nc\\r\t\\N\tanon\t\\N\t\\N\t{}\t\\N\t2026-11-20 10:00:00.500000+00\t\\N\n"
         );
     }

@@ -31,7 +31,7 @@ use super::{
 use crate::{
     ingest::{
         message::{Receipt, Rejection},
-        pipeline::WhenFull,
+        pipeline::{Room, WhenFull},
     },
     state::AppState,
 };
@@ -133,23 +133,36 @@ pub fn receipt(scope: &IngestScope, client: &ClientAddress) -> Receipt {
     }
 }
 
-/// Stores `rows` and counts `rejections`; returns once committed. A full
-/// queue is a 503 with `Retry-After`.
+/// Room in the ingestion queue for a request of `body_bytes` holding
+/// `messages` messages, taken before they are validated: a full queue is a
+/// 503 with `Retry-After` that costs the server almost nothing.
+pub async fn reserve(
+    state: &AppState,
+    body_bytes: usize,
+    messages: usize,
+) -> Result<Room, ApiError> {
+    // Queued rows hold about the body's text, plus a row's fixed size and
+    // the added id and address per message.
+    let bytes = body_bytes + messages * (std::mem::size_of::<EventRow>() + 64);
+    Ok(state
+        .ingest
+        .pipeline
+        .reserve(bytes, WhenFull::Refuse)
+        .await?)
+}
+
+/// Stores `rows` and counts `rejections` in `room`; returns once committed.
 pub async fn store(
     state: &AppState,
     scope: &IngestScope,
+    room: Room,
     rows: Vec<EventRow>,
     rejections: &[Rejection],
 ) -> Result<(), ApiError> {
     state
         .ingest
         .pipeline
-        .submit(
-            scope.tenant_id,
-            rows,
-            count_by_code(rejections),
-            WhenFull::Refuse,
-        )
+        .submit_in(room, scope.tenant_id, rows, count_by_code(rejections))
         .await?;
     Ok(())
 }
@@ -171,44 +184,64 @@ pub struct RejectedMessage {
     pub code: &'static str,
 }
 
-/// Stores the valid rows of a batch and counts its rejections, each
-/// message given as its outcome and a way to read its id for the report.
-/// Returns how many were accepted and the refused ones; with no valid
-/// message at all, a 400 listing each (`batch[i].field`).
-pub async fn store_batch<F: FnOnce() -> Option<String>>(
-    state: &AppState,
-    scope: &IngestScope,
-    messages: impl Iterator<Item = (Result<EventRow, Rejection>, F)>,
-) -> Result<(usize, Vec<RejectedMessage>), ApiError> {
-    let mut rows = Vec::new();
-    let mut rejected = Vec::new();
-    let mut rejections = Vec::new();
-    for (index, (outcome, message_id)) in messages.enumerate() {
-        match outcome {
-            Ok(row) => rows.push(row),
-            Err(rejection) => {
-                rejected.push(RejectedMessage {
-                    index,
-                    message_id: message_id(),
-                    field: rejection.field.clone(),
-                    reason: rejection.reason.clone(),
-                    code: rejection.code,
-                });
-                rejections.push(rejection);
+/// A batch's messages, validated: the rows to store and the refused ones.
+pub struct ValidatedBatch {
+    rows: Vec<EventRow>,
+    rejected: Vec<RejectedMessage>,
+    rejections: Vec<Rejection>,
+}
+
+impl ValidatedBatch {
+    /// Sorts each message, given as its outcome and a way to read its id
+    /// for the report, into rows and refusals.
+    pub fn collect<F: FnOnce() -> Option<String>>(
+        messages: impl Iterator<Item = (Result<EventRow, Rejection>, F)>,
+    ) -> Self {
+        let mut batch = ValidatedBatch {
+            rows: Vec::new(),
+            rejected: Vec::new(),
+            rejections: Vec::new(),
+        };
+        for (index, (outcome, message_id)) in messages.enumerate() {
+            match outcome {
+                Ok(row) => batch.rows.push(row),
+                Err(rejection) => {
+                    batch.rejected.push(RejectedMessage {
+                        index,
+                        message_id: message_id(),
+                        field: rejection.field.clone(),
+                        reason: rejection.reason.clone(),
+                        code: rejection.code,
+                    });
+                    batch.rejections.push(rejection);
+                }
             }
         }
+        batch
     }
-    let accepted = rows.len();
-    store(state, scope, rows, &rejections).await?;
+}
+
+/// Stores the valid rows of a batch in `room` and counts its rejections.
+/// Returns how many were accepted and the refused ones; with no valid
+/// message at all, a 400 listing each (`batch[i].field`).
+pub async fn store_batch(
+    state: &AppState,
+    scope: &IngestScope,
+    room: Room,
+    batch: ValidatedBatch,
+) -> Result<(usize, Vec<RejectedMessage>), ApiError> {
+    let accepted = batch.rows.len();
+    store(state, scope, room, batch.rows, &batch.rejections).await?;
     if accepted == 0 {
         return Err(ApiError::InvalidMessages(
-            rejected
+            batch
+                .rejected
                 .iter()
                 .map(|r| FieldError::new(format!("batch[{}].{}", r.index, r.field), &r.reason))
                 .collect(),
         ));
     }
-    Ok((accepted, rejected))
+    Ok((accepted, batch.rejected))
 }
 
 /// Rejections counted by reason code.

@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{
     caller::ClientAddress,
     error::{ApiError, FieldError},
-    ingest_request::{self, MAX_BATCH_BYTES, RejectedMessage},
+    ingest_request::{self, MAX_BATCH_BYTES, RejectedMessage, ValidatedBatch},
 };
 use crate::{
     ingest::{
@@ -109,16 +109,18 @@ pub async fn capture(
         )]));
     }
     ingest_request::check_rate(&state, &scope, events.len())?;
+    let room = ingest_request::reserve(&state, body.len(), events.len()).await?;
+    drop(body);
     let receipt = ingest_request::receipt(&scope, &client);
     let sent_at = envelope
         .get("sent_at")
         .and_then(Value::as_str)
         .and_then(parse_timestamp);
-    let validated = events.into_iter().map(|event| {
+    let validated = ValidatedBatch::collect(events.into_iter().map(|event| {
         let uuid = event.get("uuid").and_then(Value::as_str).map(str::to_owned);
         (validate(event, sent_at, &receipt), move || uuid)
-    });
-    let (_, rejected) = ingest_request::store_batch(&state, &scope, validated).await?;
+    }));
+    let (_, rejected) = ingest_request::store_batch(&state, &scope, room, validated).await?;
     Ok(Json(CaptureAccepted {
         status: 1,
         rejected,

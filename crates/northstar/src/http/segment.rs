@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use super::{
     caller::ClientAddress,
     error::{ApiError, FieldError},
-    ingest_request::{self, MAX_BATCH_BYTES, RejectedMessage},
+    ingest_request::{self, MAX_BATCH_BYTES, RejectedMessage, ValidatedBatch},
 };
 use crate::{
     ingest::message::{self, MAX_MESSAGE_BYTES, MissingMessageId, Rejection, parse_timestamp},
@@ -93,18 +93,22 @@ pub async fn batch(
         )]));
     }
     ingest_request::check_rate(&state, &scope, items.len())?;
+    let room = ingest_request::reserve(&state, body.len(), items.len()).await?;
     let receipt = ingest_request::receipt(&scope, &client);
     let sent_at = match envelope.sent_at {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => parse_timestamp(&text),
         Some(_) => None,
     };
-    let validated = items.iter().map(|item| {
+    let validated = ValidatedBatch::collect(items.iter().map(|item| {
         let text = item.get().as_bytes();
         let outcome = message::from_text(text, None, sent_at, &receipt, MissingMessageId::Random);
         (outcome, || readable_message_id(item))
-    });
-    let (accepted, rejected) = ingest_request::store_batch(&state, &scope, validated).await?;
+    }));
+    // The rows own their data: free the body while the batch is written.
+    drop(items);
+    drop(body);
+    let (accepted, rejected) = ingest_request::store_batch(&state, &scope, room, validated).await?;
     Ok(Json(Accepted {
         success: true,
         accepted,
@@ -118,7 +122,9 @@ async fn count_malformed(state: &AppState, headers: &HeaderMap) {
     if let Ok(scope) = ingest_request::authenticate(state, key.as_deref()).await {
         let rejection = Rejection::malformed("the body is not valid JSON");
         // Best effort: the client gets its 400 whether or not this is counted.
-        let _ = ingest_request::store(state, &scope, Vec::new(), &[rejection]).await;
+        if let Ok(room) = ingest_request::reserve(state, 0, 0).await {
+            let _ = ingest_request::store(state, &scope, room, Vec::new(), &[rejection]).await;
+        }
     }
 }
 
@@ -165,10 +171,12 @@ async fn single(
     });
     let scope = ingest_request::authenticate(&state, key.as_deref()).await?;
     ingest_request::check_rate(&state, &scope, 1)?;
+    let room = ingest_request::reserve(&state, body.len(), 1).await?;
+    drop(body);
     let receipt = ingest_request::receipt(&scope, &client);
     match message::from_object(object, Some(kind), None, &receipt, MissingMessageId::Random) {
         Ok(row) => {
-            ingest_request::store(&state, &scope, vec![row], &[]).await?;
+            ingest_request::store(&state, &scope, room, vec![row], &[]).await?;
             Ok(Json(Accepted {
                 success: true,
                 accepted: 1,
@@ -176,8 +184,8 @@ async fn single(
             }))
         }
         Err(rejection) => {
-            ingest_request::store(&state, &scope, Vec::new(), std::slice::from_ref(&rejection))
-                .await?;
+            let rejections = std::slice::from_ref(&rejection);
+            ingest_request::store(&state, &scope, room, Vec::new(), rejections).await?;
             Err(ApiError::InvalidMessages(vec![FieldError::new(
                 rejection.field,
                 rejection.reason,

@@ -84,6 +84,9 @@ struct Submission {
     reply: oneshot::Sender<Result<(), PipelineError>>,
 }
 
+/// Room held in the queue, released once the rows put in it are written.
+pub struct Room(OwnedSemaphorePermit);
+
 /// Handle to submit rows; cheap to clone.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -150,15 +153,22 @@ impl Pipeline {
         rejected: Vec<(&'static str, u64)>,
         when_full: WhenFull,
     ) -> Result<(), PipelineError> {
-        let bytes = rows.iter().map(approximate_size).sum::<usize>().max(1);
+        let bytes = rows.iter().map(approximate_size).sum::<usize>();
+        let room = self.reserve(bytes, when_full).await?;
+        self.submit_in(room, tenant_id, rows, rejected).await
+    }
+
+    /// Takes `bytes` of room in the queue before the rows exist, so that a
+    /// full queue refuses a request before its messages are validated.
+    pub async fn reserve(&self, bytes: usize, when_full: WhenFull) -> Result<Room, PipelineError> {
         let too_large = PipelineError::TooLarge {
             limit: self.queue_bytes,
         };
         if bytes > self.queue_bytes {
             return Err(too_large);
         }
-        let permits = u32::try_from(bytes).map_err(|_| too_large)?;
-        let room = match when_full {
+        let permits = u32::try_from(bytes.max(1)).map_err(|_| too_large)?;
+        let permit = match when_full {
             WhenFull::Refuse => Arc::clone(&self.room)
                 .try_acquire_many_owned(permits)
                 .map_err(|_| PipelineError::Full)?,
@@ -167,13 +177,24 @@ impl Pipeline {
                 .await
                 .map_err(|_| PipelineError::Closed)?,
         };
+        Ok(Room(permit))
+    }
+
+    /// Queues rows in room reserved for them; returns once they are committed.
+    pub async fn submit_in(
+        &self,
+        room: Room,
+        tenant_id: Uuid,
+        rows: Vec<EventRow>,
+        rejected: Vec<(&'static str, u64)>,
+    ) -> Result<(), PipelineError> {
         let (reply, replied) = oneshot::channel();
         self.sender
             .send(Submission {
                 tenant_id,
                 rows,
                 rejected,
-                _room: room,
+                _room: room.0,
                 reply,
             })
             .map_err(|_| PipelineError::Closed)?;
