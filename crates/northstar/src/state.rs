@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use sqlx::PgPool;
+use tokio::sync::Semaphore;
 
 use crate::{
     auth::{passwords::Passwords, throttle::LoginThrottle},
     config::HttpSettings,
     ingest::{
-        Ingest,
+        Ingest, MAX_REQUESTS_IN_INTAKE,
         pipeline::{Pipeline, Writers},
         rate_limit::WriteKeyLimits,
     },
@@ -41,6 +42,7 @@ impl AppState {
         let ingest = Ingest {
             pipeline,
             limits: Arc::new(WriteKeyLimits::new(&settings.ingest.rates)),
+            intake: Arc::new(Semaphore::new(MAX_REQUESTS_IN_INTAKE)),
         };
         let state = AppState {
             pool,

@@ -7,7 +7,7 @@
 //! the batch, so they are used only when no message of it could be stored;
 //! 429 and 503 (with `Retry-After`) make them retry.
 
-use std::io::Read;
+use std::{io::Read, sync::Arc, time::Duration};
 
 use axum::{
     body::{Body, Bytes},
@@ -22,6 +22,7 @@ use northstar_db::{
 };
 
 use serde::Serialize;
+use tokio::sync::OwnedSemaphorePermit;
 use utoipa::ToSchema;
 
 use super::{
@@ -38,6 +39,16 @@ use crate::{
 
 /// Largest batch request, as Segment documents it: 500 KB (after gzip decoding).
 pub const MAX_BATCH_BYTES: usize = 500 * 1024;
+
+/// A place among the requests being read and validated: 503 `overloaded`
+/// at once when all are taken. Drop it before waiting for the commit.
+pub fn admit(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
+    Arc::clone(&state.ingest.intake)
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Overloaded {
+            retry_after: Duration::from_secs(2),
+        })
+}
 
 /// Whether the body is gzip-compressed: `Content-Encoding: gzip`, or
 /// PostHog's `?compression=gzip-js`.

@@ -73,6 +73,7 @@ pub async fn capture(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<CaptureAccepted>, ApiError> {
+    let admitted = ingest_request::admit(&state)?;
     let gzip_query = matches!(query.compression.as_deref(), Some("gzip-js" | "gzip"));
     let gzip = ingest_request::gzipped(&headers, gzip_query)?;
     let body = ingest_request::read_body(body, gzip, MAX_CAPTURE_BYTES).await?;
@@ -120,6 +121,7 @@ pub async fn capture(
         let uuid = event.get("uuid").and_then(Value::as_str).map(str::to_owned);
         (validate(event, sent_at, &receipt), move || uuid)
     }));
+    drop(admitted);
     let (_, rejected) = ingest_request::store_batch(&state, &scope, room, validated).await?;
     Ok(Json(CaptureAccepted {
         status: 1,

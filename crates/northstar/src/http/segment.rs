@@ -72,6 +72,7 @@ pub async fn batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Accepted>, ApiError> {
+    let admitted = ingest_request::admit(&state)?;
     let gzip = ingest_request::gzipped(&headers, false)?;
     let body = ingest_request::read_body(body, gzip, MAX_BATCH_BYTES).await?;
     let envelope: BatchEnvelope<'_> = match serde_json::from_slice(&body) {
@@ -108,6 +109,7 @@ pub async fn batch(
     // The rows own their data: free the body while the batch is written.
     drop(items);
     drop(body);
+    drop(admitted);
     let (accepted, rejected) = ingest_request::store_batch(&state, &scope, room, validated).await?;
     Ok(Json(Accepted {
         success: true,
@@ -149,6 +151,7 @@ async fn single(
     body: Body,
     kind: MessageType,
 ) -> Result<Json<Accepted>, ApiError> {
+    let admitted = ingest_request::admit(&state)?;
     let gzip = ingest_request::gzipped(&headers, false)?;
     let body = ingest_request::read_body(body, gzip, MAX_MESSAGE_BYTES).await?;
     let object: Map<String, Value> = match serde_json::from_slice(&body) {
@@ -173,6 +176,7 @@ async fn single(
     ingest_request::check_rate(&state, &scope, 1)?;
     let room = ingest_request::reserve(&state, body.len(), 1).await?;
     drop(body);
+    drop(admitted);
     let receipt = ingest_request::receipt(&scope, &client);
     match message::from_object(object, Some(kind), None, &receipt, MissingMessageId::Random) {
         Ok(row) => {

@@ -20,6 +20,12 @@ use std::sync::Arc;
 
 use pipeline::{Pipeline, PipelineSettings};
 use rate_limit::{PlanRates, WriteKeyLimits};
+use tokio::sync::Semaphore;
+
+/// SDK requests read and validated at once; more are answered 503 at once.
+/// With requests of at most 1 MB, this bounds the memory of bodies being
+/// read and parsed, as the queue bounds the rows waiting to be written.
+pub const MAX_REQUESTS_IN_INTAKE: usize = 64;
 
 /// Ingestion's configuration, validated.
 #[derive(Debug, Clone, Default)]
@@ -37,4 +43,6 @@ pub struct Ingest {
     pub pipeline: Pipeline,
     /// Per-write-key rate limits.
     pub limits: Arc<WriteKeyLimits>,
+    /// Room for [`MAX_REQUESTS_IN_INTAKE`] requests being read and validated.
+    pub intake: Arc<Semaphore>,
 }

@@ -445,3 +445,23 @@ async fn a_full_queue_answers_503_and_recovers_without_losing_what_it_acknowledg
     let events = app.events().await;
     assert_eq!(events.len(), 40 * 100, "every request stored exactly once");
 }
+
+#[tokio::test]
+async fn requests_beyond_the_intake_limit_get_503_before_their_body_is_read() {
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let sdk = app.sdk(&acme.write_key);
+    let message = json!({"userId": "u", "event": "E"});
+    // Every intake place taken, as by 64 requests being read at once.
+    let taken = std::sync::Arc::clone(&app.state.ingest.intake)
+        .acquire_many_owned(northstar::ingest::MAX_REQUESTS_IN_INTAKE as u32)
+        .await
+        .expect("intake");
+    let refused = sdk.post("/v1/track", message.clone()).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.code(), "overloaded");
+    assert_eq!(refused.header("retry-after"), Some("2"));
+    drop(taken);
+    assert_eq!(sdk.post("/v1/track", message).await.status, StatusCode::OK);
+    assert_eq!(app.events().await.len(), 1);
+}
