@@ -234,15 +234,6 @@ pub async fn platform_id_by_slug(
         .await?)
 }
 
-/// How many days of events the transaction's tenant keeps.
-pub async fn event_retention_days(tx: &mut TenantTx) -> Result<i32, DbError> {
-    Ok(
-        sqlx::query_scalar("SELECT event_retention_days FROM tenants")
-            .fetch_one(tx.conn())
-            .await?,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::validate_slug;

@@ -68,8 +68,6 @@
 
 use std::{
     collections::BTreeMap,
-    future::IntoFuture,
-    net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering},
@@ -85,19 +83,15 @@ mod support;
 
 use anyhow::{Context, Result, bail, ensure};
 use chrono::{DateTime, SecondsFormat, Utc};
-use northstar::{
-    AppState, build_router,
-    config::HttpSettings,
-    ingest::{
-        IngestSettings,
-        message::{self, MissingMessageId, Receipt},
-        pipeline::{Pipeline, PipelineSettings},
-    },
+use northstar::ingest::{
+    IngestSettings,
+    message::{self, MissingMessageId, Receipt},
+    pipeline::{Pipeline, PipelineSettings},
 };
 use northstar_db::{
     audit::Actor,
     connect_app_pool,
-    ingest::EventRow,
+    ingest::{EventRow, MessageType},
     provisioning::{self, ProvisionOutcome, ProvisionRequest},
     testing::TestDatabase,
 };
@@ -105,8 +99,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use reqwest::{StatusCode, header};
 use serde_json::{Map, Value, json};
 use sqlx::{Connection, PgConnection, postgres::PgConnectOptions};
-use support::{Stats, round2};
-use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
+use support::{ServedApp, Stats, round2};
+use tokio::{sync::Semaphore, task::JoinSet};
 use uuid::Uuid;
 
 /// As `northstar serve` defaults: `NORTHSTAR_DB_POOL_SIZE`, `NORTHSTAR_STATEMENT_TIMEOUT_MS`.
@@ -372,29 +366,19 @@ struct Generator {
     rng: StdRng,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Track,
-    Page,
-    Screen,
-    Identify,
-    Group,
-    Alias,
-}
-
 impl Generator {
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.rng.gen_range(0..items.len())]
     }
 
-    fn kind(&mut self) -> Kind {
+    fn kind(&mut self) -> MessageType {
         match self.rng.gen_range(0..100) {
-            0..78 => Kind::Track,
-            78..87 => Kind::Page,
-            87..93 => Kind::Screen,
-            93..97 => Kind::Identify,
-            97..99 => Kind::Group,
-            _ => Kind::Alias,
+            0..78 => MessageType::Track,
+            78..87 => MessageType::Page,
+            87..93 => MessageType::Screen,
+            93..97 => MessageType::Identify,
+            97..99 => MessageType::Group,
+            _ => MessageType::Alias,
         }
     }
 
@@ -557,7 +541,8 @@ impl Generator {
     fn message(&mut self, index: usize, sent_at: DateTime<Utc>) -> Value {
         let kind = self.kind();
         let user = self.user();
-        let identified = matches!(kind, Kind::Identify | Kind::Alias) || self.rng.gen_bool(0.6);
+        let identified =
+            matches!(kind, MessageType::Identify | MessageType::Alias) || self.rng.gen_bool(0.6);
         let ago = chrono::Duration::milliseconds(self.rng.gen_range(0..3_600_000));
         let message_id = format!(
             "00000000-{index:04x}-4{:03x}-{:04x}-{:012x}",
@@ -565,7 +550,7 @@ impl Generator {
             self.rng.gen_range(0x8000..0xc000_u32),
             self.rng.gen_range(0..0x1_0000_0000_0000_u64)
         );
-        let context = if kind == Kind::Screen {
+        let context = if kind == MessageType::Screen {
             self.mobile_context(user)
         } else {
             self.web_context(user)
@@ -579,13 +564,13 @@ impl Generator {
         if identified {
             message["userId"] = json!(user_id(user));
         }
-        let (name, properties_key, mut properties) = match kind {
-            Kind::Track => {
+        let (properties_key, mut properties) = match kind {
+            MessageType::Track => {
                 let event = weighted(&mut self.rng, TRACK_EVENTS);
                 message["event"] = json!(event);
-                ("track", "properties", self.track_properties(event))
+                ("properties", self.track_properties(event))
             }
-            Kind::Page => {
+            MessageType::Page => {
                 let (path, name, title) = *self.pick(PAGES);
                 message["name"] = json!(name);
                 let properties = json!({
@@ -595,17 +580,17 @@ impl Generator {
                     "referrer": self.pick(REFERRERS),
                     "search": "",
                 });
-                ("page", "properties", properties)
+                ("properties", properties)
             }
-            Kind::Screen => {
+            MessageType::Screen => {
                 message["name"] = json!(self.pick(SCREENS));
                 let properties = json!({
                     "previous_screen": self.pick(SCREENS),
                     "load_time_ms": self.rng.gen_range(40..2500),
                 });
-                ("screen", "properties", properties)
+                ("properties", properties)
             }
-            Kind::Identify => {
+            MessageType::Identify => {
                 let traits = json!({
                     "email": format!("{}@example.com", user_id(user)),
                     "name": format!("User {user}"),
@@ -616,9 +601,9 @@ impl Generator {
                     "company": { "id": format!("acct_{:05}", user % 3000), "name": format!("Company {}", user % 3000), "employee_count": self.rng.gen_range(1..5000) },
                     "address": { "city": self.pick(&["Berlin", "Austin", "Lyon", "Osaka"]), "country": self.pick(&["DE", "US", "FR", "JP"]) },
                 });
-                ("identify", "traits", traits)
+                ("traits", traits)
             }
-            Kind::Group => {
+            MessageType::Group => {
                 let account = user % 3000;
                 message["groupId"] = json!(format!("acct_{account:05}"));
                 let traits = json!({
@@ -628,15 +613,15 @@ impl Generator {
                     "plan": self.pick(&["pro", "team", "enterprise"]),
                     "website": format!("https://company{account}.example"),
                 });
-                ("group", "traits", traits)
+                ("traits", traits)
             }
-            Kind::Alias => {
+            MessageType::Alias => {
                 message["previousId"] = json!(device_id(user));
-                ("alias", "", Value::Null)
+                ("", Value::Null)
             }
         };
-        message["type"] = json!(name);
-        if kind == Kind::Alias {
+        message["type"] = json!(kind.as_str());
+        if kind == MessageType::Alias {
             return message;
         }
         let target = self.rng.gen_range(520..1950);
@@ -645,7 +630,7 @@ impl Generator {
             + properties_key.len()
             + 4;
         if size < target {
-            let list_key = if kind == Kind::Identify || kind == Kind::Group {
+            let list_key = if kind == MessageType::Identify || kind == MessageType::Group {
                 "interests"
             } else {
                 "recommendations"
@@ -1482,15 +1467,9 @@ async fn run(config: Config) -> Result<()> {
     let pool = connect_app_pool(db.app_options(), POOL_SIZE, STATEMENT_TIMEOUT)
         .await
         .context("connect as northstar_app")?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let settings = HttpSettings {
-        public_origin: format!("http://{address}"),
-        secure_cookies: false,
-        max_body_bytes: 1_048_576,
-        session_idle: Duration::from_secs(12 * 3600),
-        session_max: Duration::from_secs(7 * 24 * 3600),
-        ingest: IngestSettings {
+    let app = ServedApp::start(
+        pool,
+        IngestSettings {
             pipeline: PipelineSettings {
                 queue_bytes: config.queue_bytes,
                 writers: config.writers,
@@ -1500,27 +1479,16 @@ async fn run(config: Config) -> Result<()> {
                 .parse()
                 .map_err(anyhow::Error::msg)?,
         },
-    };
-    let (state, writers) = AppState::new(pool, settings).context("app state")?;
-    let pipeline = state.ingest.pipeline.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(
-            listener,
-            build_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stopped.await;
-        })
-        .into_future(),
-    );
+    )
+    .await?;
+    let pipeline = app.state.ingest.pipeline.clone();
     let client = Arc::new(Client {
         http: reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(usize::MAX)
             .build()
             .context("HTTP client")?,
-        url: format!("http://{address}/v1/batch"),
+        url: format!("{}/v1/batch", app.base),
         write_key: tenant.write_key.secret.clone(),
         dataset,
         next_seq: AtomicU32::new(0),
@@ -1531,9 +1499,10 @@ async fn run(config: Config) -> Result<()> {
         server: db.admin_options(),
     };
     println!(
-        "PostgreSQL {server_version}, {} CPUs, app at http://{address}, {} writers, batches of at most {} rows, \
+        "PostgreSQL {server_version}, {} CPUs, app at {}, {} writers, batches of at most {} rows, \
          queue {} bytes",
         std::thread::available_parallelism().map_or(0, usize::from),
+        app.base,
         config.writers,
         config.batch_rows,
         config.queue_bytes
@@ -1674,10 +1643,7 @@ async fn run(config: Config) -> Result<()> {
 
     report.print(&config, &server_version);
 
-    let _ = stop.send(());
-    server.await.context("server task")?.context("server")?;
-    writers.drain().await;
-    state.pool.close().await;
+    app.stop().await?;
     admin.close().await?;
     drop(client);
     drop(db);

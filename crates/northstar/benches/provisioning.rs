@@ -23,24 +23,17 @@
 //! `BENCH_TENANTS` also sets N (default 500). `DATABASE_URL` names the
 //! server (a superuser URL); unset, `postgres://postgres@127.0.0.1:5432/postgres`.
 
-use std::{
-    future::IntoFuture,
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 mod support;
 
 use anyhow::{Context, Result, bail, ensure};
-use northstar::{
-    AppState, build_router, config::HttpSettings, ingest::IngestSettings, provision::NewTenant,
-};
+use northstar::{AppState, ingest::IngestSettings, provision::NewTenant};
 use northstar_db::{audit::Actor, connect_app_pool, testing::TestDatabase, users};
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgPool};
-use support::{Stats, round2};
-use tokio::{net::TcpListener, sync::oneshot};
+use support::{ServedApp, Stats, round2};
 use uuid::Uuid;
 
 const DEFAULT_TENANTS: usize = 500;
@@ -174,30 +167,8 @@ async fn run(tenants: usize) -> Result<()> {
     let pool = connect_app_pool(db.app_options(), POOL_SIZE, STATEMENT_TIMEOUT)
         .await
         .context("connect as northstar_app")?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let settings = HttpSettings {
-        public_origin: format!("http://{address}"),
-        secure_cookies: false,
-        max_body_bytes: 1_048_576,
-        session_idle: Duration::from_secs(12 * 3600),
-        session_max: Duration::from_secs(7 * 24 * 3600),
-        ingest: IngestSettings::default(),
-    };
-    let (state, _writers) = AppState::new(pool.clone(), settings).context("app state")?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(
-            listener,
-            build_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stopped.await;
-        })
-        .into_future(),
-    );
-
-    let base = format!("http://{address}");
+    let app = ServedApp::start(pool.clone(), IngestSettings::default()).await?;
+    let (state, base) = (app.state.clone(), app.base.clone());
     let client = reqwest::Client::builder().build().context("HTTP client")?;
     let admin = sign_in_superadmin(&state, &client, &base).await?;
     let actor = Actor {
@@ -300,9 +271,7 @@ async fn run(tenants: usize) -> Result<()> {
 
     drop(admin);
     drop(client);
-    let _ = stop.send(());
-    server.await.context("server task")?.context("server")?;
-    state.pool.close().await;
+    app.stop().await?;
     admin_conn.close().await?;
     drop(db);
     Ok(())

@@ -29,6 +29,10 @@
 
 use std::time::{Duration, Instant};
 
+#[allow(
+    dead_code,
+    reason = "this bench queries the database directly; it serves no app"
+)]
 mod support;
 
 use anyhow::{Context, Result, ensure};

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{
     partitions::ensure_partitions_on,
-    row::{COLUMNS, EventRow, MessageType},
+    row::{COLUMNS, EventRow, MessageType, message_hash},
 };
 use crate::DbError;
 
@@ -18,7 +18,8 @@ use crate::DbError;
 pub struct Batch {
     data: Vec<u8>,
     parts: BTreeMap<Uuid, Part>,
-    seen: HashSet<(Uuid, String)>,
+    /// Tenant and message hash of every row: the dedupe key, as stored.
+    seen: HashSet<(Uuid, Uuid)>,
     earliest: Option<DateTime<Utc>>,
     latest: Option<DateTime<Utc>>,
 }
@@ -55,7 +56,8 @@ impl Batch {
     /// is counted as a duplicate and not written twice.
     pub fn push(&mut self, row: &EventRow) {
         let part = self.parts.entry(row.tenant_id).or_default();
-        if !self.seen.insert((row.tenant_id, row.message_id.clone())) {
+        let hash = message_hash(&row.message_id);
+        if !self.seen.insert((row.tenant_id, hash)) {
             part.duplicates_in_batch += 1;
             return;
         }
@@ -68,7 +70,7 @@ impl Batch {
         }
         self.earliest = Some(self.earliest.map_or(row.time, |t| t.min(row.time)));
         self.latest = Some(self.latest.map_or(row.time, |t| t.max(row.time)));
-        row.encode(&mut self.data);
+        row.encode_with_hash(hash, &mut self.data);
     }
 
     /// Counts `count` messages of `tenant_id` rejected for `reason`.

@@ -77,12 +77,17 @@ pub(crate) const COLUMNS: &str = "tenant_id, time, message_id, message_hash, typ
 impl EventRow {
     /// Appends the row as one line of `COPY` text format.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_with_hash(message_hash(&self.message_id), out);
+    }
+
+    /// [`EventRow::encode`] with the message hash already computed.
+    pub(crate) fn encode_with_hash(&self, hash: Uuid, out: &mut Vec<u8>) {
         // Writing to a Vec cannot fail.
         let _ = write!(out, "{}\t", self.tenant_id);
         timestamp(out, &self.time);
         out.push(b'\t');
         text(out, Some(&self.message_id));
-        let _ = write!(out, "\t{}\t", message_hash(&self.message_id));
+        let _ = write!(out, "\t{hash}\t");
         out.extend_from_slice(self.kind.as_str().as_bytes());
         for field in [
             &self.event,
@@ -109,7 +114,7 @@ impl EventRow {
 
 /// The dedupe key of a message id: its MD5 as a UUID, the same value as
 /// PostgreSQL's `md5(message_id)::uuid`.
-pub fn message_hash(message_id: &str) -> Uuid {
+pub(crate) fn message_hash(message_id: &str) -> Uuid {
     Uuid::from_bytes(Md5::digest(message_id.as_bytes()).into())
 }
 

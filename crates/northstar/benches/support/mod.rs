@@ -1,10 +1,17 @@
-//! What both benchmarks share: the database they run on, their command-line
-//! options, and latency summaries.
+//! What the benchmarks share: the database they run on, their command-line
+//! options, the app served on a socket, and latency summaries.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context, Result};
+use northstar::{
+    AppState, build_router,
+    config::HttpSettings,
+    ingest::{IngestSettings, pipeline::Writers},
+};
 use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 /// The server used when `DATABASE_URL` is unset: this machine kind's.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -31,6 +38,66 @@ pub fn main_with_database<F: Future<Output = Result<()>>>(
         .build()
         .context("tokio runtime")?
         .block_on(future)
+}
+
+/// The app as `northstar serve` builds it (`build_router` over
+/// `AppState::new`), on a loopback socket of its own, until [`ServedApp::stop`].
+pub struct ServedApp {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The state the router was built from.
+    pub state: AppState,
+    writers: Writers,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl ServedApp {
+    /// Serves the app over `pool` with plain-HTTP loopback settings and `ingest`.
+    pub async fn start(pool: PgPool, ingest: IngestSettings) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let settings = HttpSettings {
+            public_origin: base.clone(),
+            secure_cookies: false,
+            max_body_bytes: 1_048_576,
+            session_idle: Duration::from_secs(12 * 3600),
+            session_max: Duration::from_secs(7 * 24 * 3600),
+            ingest,
+        };
+        let (state, writers) = AppState::new(pool, settings).context("app state")?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(
+            axum::serve(
+                listener,
+                build_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .into_future(),
+        );
+        Ok(ServedApp {
+            base,
+            state,
+            writers,
+            stop,
+            server,
+        })
+    }
+
+    /// Stops serving, writes what the ingestion queue still holds, and
+    /// closes the pool.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        self.server
+            .await
+            .context("server task")?
+            .context("server")?;
+        self.writers.drain().await;
+        self.state.pool.close().await;
+        Ok(())
+    }
 }
 
 /// `--flag N` or `--flag=N`, else the environment variable. Other arguments

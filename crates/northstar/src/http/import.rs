@@ -105,7 +105,7 @@ pub async fn csv(
 /// receipt rows are validated against.
 async fn import_receipt(mut scope: TenantScope) -> Result<Receipt, ApiError> {
     scope.require(Role::Editor)?;
-    let retention_days = tenants::event_retention_days(&mut scope.tx).await?;
+    let retention_days = tenants::current(&mut scope.tx).await?.event_retention_days;
     let tenant_id = scope.tx.tenant_id();
     // The import writes through the pipeline, not this transaction: end it
     // now rather than hold a connection idle for the whole upload.

@@ -31,7 +31,7 @@ use super::{
 };
 use crate::{
     ingest::{
-        message::{Receipt, Rejection},
+        message::{self, Receipt, Rejection},
         pipeline::{Room, WhenFull},
     },
     state::AppState,
@@ -257,12 +257,9 @@ pub async fn store_batch(
 
 /// Rejections counted by reason code.
 pub fn count_by_code(rejections: &[Rejection]) -> Vec<(&'static str, u64)> {
-    let mut counts: Vec<(&'static str, u64)> = Vec::new();
+    let mut counts = Vec::new();
     for rejection in rejections {
-        match counts.iter_mut().find(|(code, _)| *code == rejection.code) {
-            Some((_, count)) => *count += 1,
-            None => counts.push((rejection.code, 1)),
-        }
+        message::tally(&mut counts, rejection.code);
     }
     counts
 }

@@ -138,10 +138,7 @@ impl<'a> Importer<'a> {
             }
             Err(rejection) => {
                 self.report.rejected += 1;
-                match self.rejected.iter_mut().find(|(c, _)| *c == rejection.code) {
-                    Some((_, count)) => *count += 1,
-                    None => self.rejected.push((rejection.code, 1)),
-                }
+                message::tally(&mut self.rejected, rejection.code);
                 let error = LineError {
                     line,
                     field: rejection.field,

@@ -82,6 +82,15 @@ impl Rejection {
     }
 }
 
+/// Adds one rejection with `code` to counts kept by reason code, as the
+/// ingestion counters store them.
+pub fn tally(counts: &mut Vec<(&'static str, u64)>, code: &'static str) {
+    match counts.iter_mut().find(|(counted, _)| *counted == code) {
+        Some((_, count)) => *count += 1,
+        None => counts.push((code, 1)),
+    }
+}
+
 /// Parses `text` as one message object; see [`from_object`].
 pub fn from_text(
     text: &[u8],

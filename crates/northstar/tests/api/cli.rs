@@ -2,34 +2,13 @@
 //! server's database, and `serve` over a real socket until SIGTERM.
 
 use std::{
-    io::Write,
     process::{Command, Output, Stdio},
     time::Duration,
 };
 
 use serde_json::{Value, json};
 
-use crate::support::TestApp;
-
-fn northstar(app: &TestApp, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_northstar"))
-        .args(args)
-        .env("DATABASE_URL", app.db.admin_url())
-        .env("NORTHSTAR_LOG", "warn")
-        .env("NORTHSTAR_LOG_FORMAT", "json")
-        .env_remove("DATABASE_APP_PASSWORD")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run northstar");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).expect("write stdin");
-    }
-    drop(input);
-    child.wait_with_output().expect("wait")
-}
+use crate::support::{TestApp, northstar};
 
 fn json_out(output: &Output) -> Value {
     assert!(

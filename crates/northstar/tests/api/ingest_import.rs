@@ -2,12 +2,7 @@
 //! `northstar import` reading files. Every line ends stored or reported by
 //! number; a re-import stores nothing twice.
 
-use std::{
-    convert::Infallible,
-    io::Write,
-    path::Path,
-    process::{Command, Output, Stdio},
-};
+use std::{convert::Infallible, path::Path, process::Output};
 
 use axum::{
     body::Body,
@@ -18,7 +13,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use northstar_db::memberships::Role;
 use serde_json::json;
 
-use crate::support::{Persona, StoredEvent, TestApp, TestResponse, TestTenant};
+use crate::support::{Persona, StoredEvent, TestApp, TestResponse, TestTenant, northstar};
 
 const NDJSON: &str = "/api/v1/tenants/acme/events/import";
 
@@ -501,27 +496,6 @@ async fn bad_csv_rows_are_reported_by_line_and_column() {
     let events = events_of(&app, &acme).await;
     assert_eq!(user_ids(&events), ["u1", "u10", "u3"]);
     assert_eq!(events[2].event.as_deref(), Some("Multi\nline"));
-}
-
-/// Runs `northstar` against the test database.
-fn northstar(app: &TestApp, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_northstar"))
-        .args(args)
-        .env("DATABASE_URL", app.db.admin_url())
-        .env("NORTHSTAR_LOG", "warn")
-        .env("NORTHSTAR_LOG_FORMAT", "json")
-        .env_remove("DATABASE_APP_PASSWORD")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run northstar");
-    let mut input = child.stdin.take().expect("stdin");
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).expect("write stdin");
-    }
-    drop(input);
-    child.wait_with_output().expect("wait")
 }
 
 /// Standard output, and the `line N: …` reports of standard error.

@@ -6,7 +6,12 @@
     reason = "each test module uses a different part of the support"
 )]
 
-use std::{sync::OnceLock, time::Duration};
+use std::{
+    io::Write,
+    process::{Command, Output, Stdio},
+    sync::OnceLock,
+    time::Duration,
+};
 
 use axum::{
     Router,
@@ -459,4 +464,26 @@ impl TestApp {
         .map(|rows: Value| rows.as_array().cloned().unwrap_or_default())
         .unwrap_or_else(|err| panic!("{sql}: {err}"))
     }
+}
+
+/// Runs the `northstar` binary against the test database, with `stdin` as
+/// its standard input.
+pub fn northstar(app: &TestApp, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_northstar"))
+        .args(args)
+        .env("DATABASE_URL", app.db.admin_url())
+        .env("NORTHSTAR_LOG", "warn")
+        .env("NORTHSTAR_LOG_FORMAT", "json")
+        .env_remove("DATABASE_APP_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run northstar");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("wait")
 }
