@@ -15,6 +15,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod billing;
 pub mod embedded;
 mod error;
 pub mod ingest;

@@ -57,7 +57,7 @@ pub enum ProvisionOutcome {
     Created(Box<Provisioned>),
     /// The slug already belongs to a tenant owned by the same email: the
     /// request was a repeat, and nothing was created.
-    AlreadyExists(Tenant),
+    AlreadyExists(Box<Tenant>),
     /// The slug belongs to another tenant.
     SlugTaken,
 }
@@ -146,7 +146,7 @@ async fn repeated_request(
         .iter()
         .any(|m| m.role == Role::Owner && m.email.eq_ignore_ascii_case(owner_email));
     Ok(if same_owner {
-        ProvisionOutcome::AlreadyExists(tenant)
+        ProvisionOutcome::AlreadyExists(Box::new(tenant))
     } else {
         ProvisionOutcome::SlugTaken
     })

@@ -50,6 +50,10 @@ pub struct Tenant {
     pub settings: serde_json::Value,
     /// Days of events kept; older ones are deleted.
     pub event_retention_days: i32,
+    /// ISO 4217 code revenue is reported in.
+    pub reporting_currency: String,
+    /// IANA time zone whose midnights bound the tenant's days.
+    pub time_zone: String,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -143,7 +147,7 @@ pub fn validate_slug(slug: &str) -> Result<(), &'static str> {
 
 /// The columns of [`Tenant`], for queries that return one.
 pub(crate) const TENANT_COLUMNS: &str = "id, slug, name, status, plan, branding, settings, \
-                              event_retention_days, created_at, updated_at";
+                              event_retention_days, reporting_currency, time_zone, created_at, updated_at";
 
 /// The transaction's own tenant.
 pub async fn current(tx: &mut TenantTx) -> Result<Tenant, DbError> {
@@ -161,19 +165,37 @@ pub struct TenantChanges {
     pub name: Option<String>,
     /// New event retention, in days.
     pub event_retention_days: Option<i32>,
+    /// New reporting currency.
+    pub reporting_currency: Option<String>,
+    /// New time zone.
+    pub time_zone: Option<String>,
 }
 
 /// Applies `changes` to the transaction's tenant.
 pub async fn update(tx: &mut TenantTx, changes: TenantChanges) -> Result<Tenant, DbError> {
     Ok(sqlx::query_as(&format!(
         "UPDATE tenants SET name = coalesce($1, name),
-                event_retention_days = coalesce($2, event_retention_days), updated_at = now()
+                event_retention_days = coalesce($2, event_retention_days),
+                reporting_currency = coalesce($3, reporting_currency),
+                time_zone = coalesce($4, time_zone), updated_at = now()
          RETURNING {TENANT_COLUMNS}"
     ))
     .bind(changes.name)
     .bind(changes.event_retention_days)
+    .bind(changes.reporting_currency)
+    .bind(changes.time_zone)
     .fetch_one(tx.conn())
     .await?)
+}
+
+/// Whether PostgreSQL knows `name` as a time zone (`Europe/Paris`, `UTC`).
+pub async fn is_time_zone(tx: &mut TenantTx, name: &str) -> Result<bool, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)")
+            .bind(name)
+            .fetch_one(tx.conn())
+            .await?,
+    )
 }
 
 /// Suspends or reactivates the transaction's tenant.

@@ -21,6 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use northstar_db::{
     DatabaseTarget, TenantTx,
     audit::Actor,
+    billing::rollup,
     connect_app_pool,
     memberships::{self, Role},
     tenants::{self, TenantStatus},
@@ -81,6 +82,20 @@ enum Command {
     /// Import events into a tenant from an NDJSON or CSV file. Prints a
     /// summary, and every rejected line (on standard error).
     Import(ImportArgs),
+    /// Recompute rollups from raw data.
+    #[command(subcommand)]
+    Rollups(RollupsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RollupsCommand {
+    /// Recompute a tenant's revenue rollups (MRR movements and daily
+    /// totals) from its billing data, in one transaction.
+    Rebuild {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+    },
 }
 
 /// `northstar import`: what to read, into which tenant, and for CSV how.
@@ -250,6 +265,9 @@ async fn operate(
         Command::Tenant(command) => tenant(&pool, command).await,
         Command::User(command) => user(&pool, command).await,
         Command::Import(args) => import_file(&pool, args).await,
+        Command::Rollups(RollupsCommand::Rebuild { tenant }) => {
+            rebuild_rollups(&pool, &tenant).await
+        }
         Command::Serve(_) | Command::Demo { .. } | Command::Migrate => Ok(()),
     }
 }
@@ -332,6 +350,21 @@ async fn tenant(pool: &PgPool, command: TenantCommand) -> anyhow::Result<()> {
             change_status(pool, &slug, TenantStatus::Active).await
         }
     }
+}
+
+async fn rebuild_rollups(pool: &PgPool, slug: &str) -> anyhow::Result<()> {
+    let tenant_id = tenants::platform_id_by_slug(pool, slug)
+        .await?
+        .with_context(|| format!("no tenant {slug:?}"))?;
+    let started = std::time::Instant::now();
+    let mut tx = TenantTx::begin(pool, tenant_id).await?;
+    let customers = rollup::rebuild(&mut tx).await?;
+    tx.commit().await?;
+    println!(
+        "Rebuilt the revenue rollups of {slug}: {customers} customers in {:.1} s.",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn change_status(pool: &PgPool, slug: &str, status: TenantStatus) -> anyhow::Result<()> {

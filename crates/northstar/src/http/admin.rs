@@ -82,7 +82,7 @@ impl ProvisionResponse {
                 }),
             }),
             ProvisionOutcome::AlreadyExists(tenant) => Some(ProvisionResponse {
-                tenant,
+                tenant: *tenant,
                 created: false,
                 owner: None,
                 write_key: None,

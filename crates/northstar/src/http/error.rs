@@ -14,7 +14,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use northstar_db::DbError;
+use northstar_db::{DbError, billing::BillingError};
 
 use crate::ingest::pipeline::PipelineError;
 use serde::Serialize;
@@ -92,6 +92,10 @@ pub enum ApiError {
     /// A cookie-authenticated change without the session's CSRF token.
     #[error("missing or wrong X-CSRF-Token header")]
     CsrfRejected,
+    /// A webhook whose signature does not verify (or that names no tenant,
+    /// which is deliberately indistinguishable): the sender must fix it.
+    #[error("{0}")]
+    WebhookSignature(String),
     /// Authenticated, but the role does not allow this.
     #[error("{0}")]
     Forbidden(String),
@@ -142,7 +146,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::InvalidMessages(_) | ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidMessages(_)
+            | ApiError::MalformedJson(_)
+            | ApiError::WebhookSignature(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthenticated
@@ -174,6 +180,7 @@ impl ApiError {
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::InvalidWriteKey => "invalid_write_key",
             ApiError::CsrfRejected => "csrf_rejected",
+            ApiError::WebhookSignature(_) => "invalid_signature",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::TenantSuspended => "tenant_suspended",
             ApiError::NotFound => "not_found",
@@ -197,6 +204,7 @@ impl ApiError {
             ApiError::InvalidCredentials => "Invalid credentials",
             ApiError::InvalidWriteKey => "Invalid write key",
             ApiError::CsrfRejected => "CSRF check failed",
+            ApiError::WebhookSignature(_) => "Invalid webhook signature",
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::TenantSuspended => "Tenant suspended",
             ApiError::NotFound => "Not found",
@@ -230,6 +238,22 @@ impl From<DbError> for ApiError {
             },
             DbError::Unavailable(_) => ApiError::Unavailable(Box::new(err)),
             other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<BillingError> for ApiError {
+    fn from(err: BillingError) -> Self {
+        match err {
+            BillingError::UnknownCustomer(id) => ApiError::field(
+                "customer_external_id",
+                format!("no customer with external id {id:?}; create it first"),
+            ),
+            BillingError::UnknownPlan(id) => ApiError::field(
+                "plan_external_id",
+                format!("no plan with external id {id:?}; create it first"),
+            ),
+            BillingError::Db(err) => err.into(),
         }
     }
 }

@@ -4,7 +4,9 @@
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod billing;
 pub mod caller;
+pub mod dashboard;
 pub mod error;
 pub mod extract_json;
 pub mod health;
@@ -16,6 +18,7 @@ pub mod posthog;
 mod router;
 pub mod segment;
 pub mod session_cookie;
+pub mod stripe_webhook;
 pub mod tenant_scope;
 pub mod tenants;
 

@@ -25,9 +25,11 @@ use utoipa::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::SwaggerUi;
 
+use super::billing;
+use super::stripe_webhook;
 use super::{
-    admin, api_keys, auth, error::ApiError, health, import, ingestion, members, posthog, segment,
-    tenants,
+    admin, api_keys, auth, dashboard, error::ApiError, health, import, ingestion, members, posthog,
+    segment, tenants,
 };
 use crate::state::AppState;
 
@@ -45,6 +47,8 @@ use crate::state::AppState;
         (name = "members", description = "Who belongs to a tenant"),
         (name = "api-keys", description = "Write keys (ingestion) and secret keys (REST API)"),
         (name = "ingestion", description = "The Segment tracking API, PostHog capture, bulk import and ingestion counters"),
+        (name = "dashboards", description = "Headline numbers and series, served from rollups"),
+        (name = "billing", description = "Billing data, revenue and the Stripe webhook"),
         (name = "admin", description = "Platform super-admin"),
         (name = "operations", description = "Probes"),
     )
@@ -106,6 +110,25 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(import::ndjson))
         .routes(routes!(import::csv))
         .routes(routes!(ingestion::stats))
+        // Web UI and API clients: billing
+        .routes(routes!(billing::list_customers, billing::upsert_customer))
+        .routes(routes!(billing::list_plans, billing::upsert_plan))
+        .routes(routes!(billing::upsert_invoice))
+        .routes(routes!(billing::cancel_subscription))
+        .routes(routes!(
+            billing::list_exchange_rates,
+            billing::put_exchange_rates
+        ))
+        .routes(routes!(billing::csv_import::import_csv))
+        // Web UI and API clients: dashboards
+        .routes(routes!(dashboard::revenue))
+        // Billing: Stripe
+        .routes(routes!(
+            stripe_webhook::list_secrets,
+            stripe_webhook::add_secret
+        ))
+        .routes(routes!(stripe_webhook::revoke_secret))
+        .routes(routes!(stripe_webhook::receive))
         // Admin
         .routes(routes!(admin::list_tenants, admin::provision_tenant))
         .routes(routes!(admin::suspend_tenant))

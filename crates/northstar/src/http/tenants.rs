@@ -3,6 +3,7 @@
 use axum::Json;
 use northstar_db::{
     audit::{self, AuditEntry},
+    billing::rollup,
     memberships::Role,
     tenants::{self, Tenant, TenantChanges},
 };
@@ -48,9 +49,15 @@ pub struct TenantUpdate {
     pub name: Option<String>,
     /// Days of events to keep, 1 to 3660; older events are deleted daily.
     pub event_retention_days: Option<i32>,
+    /// ISO 4217 code revenue is reported in; changing it recomputes revenue.
+    pub reporting_currency: Option<String>,
+    /// IANA time zone whose midnights bound the tenant's days (`Europe/Paris`);
+    /// changing it recomputes revenue.
+    pub time_zone: Option<String>,
 }
 
-/// Change the tenant's name or event retention (owners and admins).
+/// Change the tenant's name, event retention, reporting currency or time
+/// zone (owners and admins).
 #[utoipa::path(
     patch, path = "/api/v1/tenants/{slug}", tag = "tenants",
     params(("slug" = String, Path, description = "Tenant slug")),
@@ -80,6 +87,22 @@ pub async fn update(
             "must be between 1 and 3660",
         ));
     }
+    if let Some(currency) = &update.reporting_currency
+        && !is_currency_code(currency)
+    {
+        errors.push(FieldError::new(
+            "reporting_currency",
+            "must be an ISO 4217 code in upper case, such as USD",
+        ));
+    }
+    if let Some(zone) = &update.time_zone
+        && !tenants::is_time_zone(&mut scope.tx, zone).await?
+    {
+        errors.push(FieldError::new(
+            "time_zone",
+            "must be an IANA time zone name, such as Europe/Paris",
+        ));
+    }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -89,9 +112,16 @@ pub async fn update(
         TenantChanges {
             name: name.map(str::to_owned),
             event_retention_days: update.event_retention_days,
+            reporting_currency: update.reporting_currency,
+            time_zone: update.time_zone,
         },
     )
     .await?;
+    if (&tenant.reporting_currency, &tenant.time_zone)
+        != (&before.reporting_currency, &before.time_zone)
+    {
+        rollup::rebuild(&mut scope.tx).await?;
+    }
     audit::record(
         &mut scope.tx,
         &scope.actor,
@@ -100,6 +130,8 @@ pub async fn update(
         json!({
             "name": {"from": before.name, "to": tenant.name},
             "event_retention_days": {"from": before.event_retention_days, "to": tenant.event_retention_days},
+            "reporting_currency": {"from": before.reporting_currency, "to": tenant.reporting_currency},
+            "time_zone": {"from": before.time_zone, "to": tenant.time_zone},
         }),
     )
     .await?;
@@ -108,6 +140,11 @@ pub async fn update(
         tenant,
         role: scope.role,
     }))
+}
+
+/// Whether `code` looks like an ISO 4217 currency code (three capitals).
+pub fn is_currency_code(code: &str) -> bool {
+    code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())
 }
 
 /// Paging through the audit log, newest first.

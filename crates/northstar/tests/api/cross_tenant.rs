@@ -33,7 +33,8 @@ fn concrete(template: &str, tenant: &TestTenant, ids: &Ids) -> (String, Option<V
     let path = template
         .replace("{slug}", &tenant.slug)
         .replace("{user_id}", &ids.user_id)
-        .replace("{key_id}", &ids.key_id);
+        .replace("{key_id}", &ids.key_id)
+        .replace("{secret_id}", &ids.secret_id);
     assert!(
         !path.contains('{'),
         "no id fixture for {template}: add one to Ids"
@@ -50,17 +51,28 @@ fn concrete(template: &str, tenant: &TestTenant, ids: &Ids) -> (String, Option<V
 struct Ids {
     user_id: String,
     key_id: String,
+    secret_id: String,
 }
 
 async fn ids_of(owner: &Persona, tenant: &TestTenant) -> Ids {
     let keys = owner
         .get(&format!("/api/v1/tenants/{}/api-keys", tenant.slug))
         .await;
+    let secret = owner
+        .post(
+            &format!("/api/v1/tenants/{}/billing/stripe/secrets", tenant.slug),
+            json!({ "secret": "whsec_crossTenantProbe0123456789" }),
+        )
+        .await;
     Ids {
         user_id: owner.user_id.expect("owner id").to_string(),
         key_id: keys.body["api_keys"][0]["id"]
             .as_str()
             .expect("key id")
+            .to_owned(),
+        secret_id: secret.body["id"]
+            .as_str()
+            .expect("stripe secret id")
             .to_owned(),
     }
 }

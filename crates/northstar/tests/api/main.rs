@@ -5,6 +5,8 @@ mod support;
 
 mod admin;
 mod auth;
+mod billing_api;
+mod billing_stripe;
 mod cli;
 mod config_docs;
 mod cross_tenant;
@@ -18,5 +20,6 @@ mod ingest_storage;
 mod members;
 mod openapi;
 mod problems;
+mod revenue_metrics;
 mod rls;
 mod schema;

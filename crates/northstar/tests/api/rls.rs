@@ -133,6 +133,118 @@ const FIXTURES: &[Fixture] = &[
         app_may_update: true,
         app_may_delete: false,
     },
+    // Billing (0003_billing.sql). Rows that need a customer or an invoice
+    // take the tenant's through a sub-select, which sees nothing of another
+    // tenant: the row then fails the RLS check before any other constraint.
+    // Keys that `$2` does not already vary take a day derived from it, so
+    // the control insert misses the seeded row.
+    Fixture {
+        table: "billing_customers",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO billing_customers (tenant_id, external_id)
+                 VALUES ($1, 'cus-' || $2::uuid::text)",
+        set: "name = coalesce(name, '') || ' (changed)'",
+        app_may_update: true,
+        app_may_delete: false,
+    },
+    Fixture {
+        table: "billing_plans",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO billing_plans (tenant_id, external_id, name, interval_unit, interval_count)
+                 VALUES ($1, 'plan-' || $2::uuid::text, 'RLS fixture', 'month', 1)",
+        set: "name = name || ' (changed)'",
+        app_may_update: true,
+        app_may_delete: false,
+    },
+    Fixture {
+        table: "billing_invoices",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO billing_invoices (tenant_id, external_id, customer_id, issued_at,
+                                               currency, source)
+                 VALUES ($1, 'inv-' || $2::uuid::text,
+                         (SELECT id FROM billing_customers WHERE tenant_id = $1 ORDER BY id LIMIT 1),
+                         now(), 'USD', 'api')",
+        set: "source = source || ' (changed)'",
+        app_may_update: true,
+        app_may_delete: false,
+    },
+    Fixture {
+        table: "billing_line_items",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO billing_line_items (tenant_id, invoice_id, position, kind, amount_minor)
+                 VALUES ($1,
+                         (SELECT id FROM billing_invoices WHERE tenant_id = $1 ORDER BY id LIMIT 1),
+                         ('x' || substr(md5($2::uuid::text), 1, 7))::bit(28)::int,
+                         'one_time', 100)",
+        set: "description = coalesce(description, '') || ' (changed)'",
+        app_may_update: true,
+        app_may_delete: true,
+    },
+    Fixture {
+        table: "billing_subscription_cancellations",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO billing_subscription_cancellations
+                     (tenant_id, customer_id, subscription_external_id, cancelled_at)
+                 VALUES ($1,
+                         (SELECT id FROM billing_customers WHERE tenant_id = $1 ORDER BY id LIMIT 1),
+                         'sub-' || $2::uuid::text, now())",
+        set: "cancelled_at = cancelled_at - interval '1 day'",
+        app_may_update: true,
+        app_may_delete: true,
+    },
+    Fixture {
+        table: "exchange_rates",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO exchange_rates (tenant_id, quote_currency, currency, day, rate)
+                 VALUES ($1, 'USD', 'EUR',
+                         DATE '2000-01-01' + ('x' || substr(md5($2::uuid::text), 1, 7))::bit(28)::int,
+                         1.1)",
+        set: "rate = rate * 2",
+        app_may_update: true,
+        app_may_delete: true,
+    },
+    Fixture {
+        table: "stripe_webhook_secrets",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO stripe_webhook_secrets (tenant_id, secret)
+                 VALUES ($1, 'whsec_rls_' || $2::uuid::text)",
+        set: "revoked_at = now()",
+        app_may_update: true,
+        app_may_delete: false,
+    },
+    Fixture {
+        table: "stripe_webhook_events",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO stripe_webhook_events (tenant_id, event_id, event_type)
+                 VALUES ($1, 'evt_rls_' || $2::uuid::text, 'invoice.paid')",
+        set: "event_type = event_type || ' (changed)'",
+        app_may_update: false,
+        app_may_delete: false,
+    },
+    Fixture {
+        table: "mrr_movements",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO mrr_movements (tenant_id, customer_id, day, kind, mrr_before,
+                                            mrr_after, movement, fx_drift)
+                 VALUES ($1,
+                         (SELECT id FROM billing_customers WHERE tenant_id = $1 ORDER BY id LIMIT 1),
+                         DATE '2000-01-01' + ('x' || substr(md5($2::uuid::text), 1, 7))::bit(28)::int,
+                         'new_business', 0, 100, 100, 0)",
+        set: "movement = movement + 1",
+        app_may_update: true,
+        app_may_delete: true,
+    },
+    Fixture {
+        table: "mrr_daily",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO mrr_daily (tenant_id, day, new_business, new_customers)
+                 VALUES ($1,
+                         DATE '2000-01-01' + ('x' || substr(md5($2::uuid::text), 1, 7))::bit(28)::int,
+                         100, 1)",
+        set: "new_business = new_business + 1",
+        app_may_update: true,
+        app_may_delete: true,
+    },
 ];
 
 impl Fixture {
