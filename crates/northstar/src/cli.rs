@@ -360,8 +360,9 @@ async fn rebuild_rollups(pool: &PgPool, slug: &str) -> anyhow::Result<()> {
     let mut tx = TenantTx::begin(pool, tenant_id).await?;
     let customers = rollup::rebuild(&mut tx).await?;
     tx.commit().await?;
+    let plural = if customers == 1 { "" } else { "s" };
     println!(
-        "Rebuilt the revenue rollups of {slug}: {customers} customers in {:.1} s.",
+        "Rebuilt the revenue rollups of {slug}: {customers} customer{plural} in {:.1} s.",
         started.elapsed().as_secs_f64()
     );
     Ok(())
