@@ -120,7 +120,7 @@ pub async fn upsert(
     let customer = customer
         .ok_or_else(|| BillingError::UnknownCustomer(input.customer_external_id.clone()))?;
     let mut plan_ids = Vec::with_capacity(input.line_items.len());
-    for line in &input.line_items {
+    for (index, line) in input.line_items.iter().enumerate() {
         plan_ids.push(match &line.plan_external_id {
             Some(plan) => Some(
                 sqlx::query_scalar::<_, Uuid>(
@@ -129,7 +129,10 @@ pub async fn upsert(
                 .bind(plan)
                 .fetch_optional(tx.conn())
                 .await?
-                .ok_or_else(|| BillingError::UnknownPlan(plan.clone()))?,
+                .ok_or_else(|| BillingError::UnknownPlan {
+                    line: index,
+                    plan: plan.clone(),
+                })?,
             ),
             None => None,
         });

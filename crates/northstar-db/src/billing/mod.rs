@@ -25,9 +25,14 @@ pub enum BillingError {
     /// An invoice or cancellation names a customer that does not exist.
     #[error("no customer with external id {0:?}")]
     UnknownCustomer(String),
-    /// A line item names a plan that does not exist.
-    #[error("no plan with external id {0:?}")]
-    UnknownPlan(String),
+    /// Line item `line` (0-based) names a plan that does not exist.
+    #[error("line item {line}: no plan with external id {plan:?}")]
+    UnknownPlan {
+        /// The first line item naming it.
+        line: usize,
+        /// The plan's external id.
+        plan: String,
+    },
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DbError),

@@ -20,8 +20,9 @@ use super::{
 };
 use crate::{DbError, TenantTx};
 
-/// Customers recomputed per statement during a rebuild.
-const REBUILD_CHUNK: usize = 1_000;
+/// Customers recomputed per statement, so a bulk import or a rebuild never
+/// holds every line of a large tenant in memory at once.
+const CUSTOMERS_PER_CHUNK: usize = 1_000;
 
 #[derive(FromRow)]
 struct LineRow {
@@ -97,12 +98,19 @@ const LINES: &str = "
       AND (c.cancelled_at IS NULL OR l.service_period_start <= c.cancelled_at)
     ORDER BY i.issued_at, i.id, l.position";
 
-/// Recomputes the MRR movements of `customers` and brings `mrr_daily` in
-/// line with them.
+/// Recomputes the MRR movements of `customers` (repeats allowed) and brings
+/// `mrr_daily` in line with them, a bounded number of customers at a time.
 pub async fn recompute_customers(tx: &mut TenantTx, customers: &[Uuid]) -> Result<(), DbError> {
-    if customers.is_empty() {
-        return Ok(());
+    let mut customers = customers.to_vec();
+    customers.sort_unstable();
+    customers.dedup();
+    for chunk in customers.chunks(CUSTOMERS_PER_CHUNK) {
+        recompute_chunk(tx, chunk).await?;
     }
+    Ok(())
+}
+
+async fn recompute_chunk(tx: &mut TenantTx, customers: &[Uuid]) -> Result<(), DbError> {
     let rows: Vec<LineRow> = sqlx::query_as(LINES)
         .bind(customers)
         .fetch_all(tx.conn())
@@ -161,9 +169,7 @@ pub async fn rebuild(tx: &mut TenantTx) -> Result<usize, DbError> {
         .execute(tx.conn())
         .await?;
     let customers = super::customers::all_ids(tx).await?;
-    for chunk in customers.chunks(REBUILD_CHUNK) {
-        recompute_customers(tx, chunk).await?;
-    }
+    recompute_customers(tx, &customers).await?;
     Ok(customers.len())
 }
 

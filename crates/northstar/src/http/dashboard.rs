@@ -12,7 +12,7 @@ use northstar_db::{
             period_totals,
         },
     },
-    tenants,
+    tenants::{self, Tenant},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -76,9 +76,12 @@ impl Period {
     }
 }
 
-/// Checks the query against the tenant's calendar.
-async fn period(scope: &mut TenantScope, query: &DashboardQuery) -> Result<Period, ApiError> {
-    let tenant = tenants::current(&mut scope.tx).await?;
+/// Checks the query against the calendar of `tenant`.
+async fn period(
+    scope: &mut TenantScope,
+    tenant: &Tenant,
+    query: &DashboardQuery,
+) -> Result<Period, ApiError> {
     let to = match query.to {
         Some(to) => to,
         None => revenue::local_today(&mut scope.tx).await?,
@@ -124,7 +127,7 @@ async fn period(scope: &mut TenantScope, query: &DashboardQuery) -> Result<Perio
         granularity: granularity.to_owned(),
         compare_from: comparison.map(|(from, _)| from),
         compare_to: comparison.map(|(_, to)| to),
-        time_zone: tenant.time_zone,
+        time_zone: tenant.time_zone.clone(),
     })
 }
 
@@ -234,8 +237,8 @@ pub async fn revenue(
     mut scope: TenantScope,
     ApiQuery(query): ApiQuery<DashboardQuery>,
 ) -> Result<Json<RevenueDashboard>, ApiError> {
-    let period = period(&mut scope, &query).await?;
-    let currency = tenants::current(&mut scope.tx).await?.reporting_currency;
+    let tenant = tenants::current(&mut scope.tx).await?;
+    let period = period(&mut scope, &tenant, &query).await?;
     let days = revenue::days_until(&mut scope.tx, period.to).await?;
     let totals = period_totals(&days, period.from, period.to);
     let trials = revenue::trial_conversions(&mut scope.tx, period.from, period.to).await?;
@@ -249,7 +252,7 @@ pub async fn revenue(
     };
     let missing_exchange_rates = exchange_rates::missing_currencies(&mut scope.tx).await?;
     Ok(Json(RevenueDashboard {
-        currency,
+        currency: tenant.reporting_currency,
         kpis: kpis(&totals, period.days(), trials),
         previous,
         movements: Movements::from(&totals),

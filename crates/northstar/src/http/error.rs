@@ -249,9 +249,9 @@ impl From<BillingError> for ApiError {
                 "customer_external_id",
                 format!("no customer with external id {id:?}; create it first"),
             ),
-            BillingError::UnknownPlan(id) => ApiError::field(
-                "plan_external_id",
-                format!("no plan with external id {id:?}; create it first"),
+            BillingError::UnknownPlan { line, plan } => ApiError::field(
+                format!("line_items[{line}].plan_external_id"),
+                format!("no plan with external id {plan:?}; create it first"),
             ),
             BillingError::Db(err) => err.into(),
         }

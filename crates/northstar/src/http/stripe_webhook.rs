@@ -18,8 +18,6 @@
 //! for the mapping), and the revenue rollups of the affected customers are
 //! recomputed before the commit.
 
-use std::collections::BTreeSet;
-
 use axum::{
     Json,
     body::Body,
@@ -264,11 +262,11 @@ pub async fn receive(
         .and_then(|at| DateTime::from_timestamp(at, 0))
         .unwrap_or_else(Utc::now);
     let object = event.data.object.get().as_bytes();
-    let mut affected = BTreeSet::new();
+    let mut affected = Vec::new();
     match event.kind.as_str() {
         "customer.created" | "customer.updated" => {
             let customer = customers::upsert(&mut tx, &customer_input(object_of(object)?)).await?;
-            affected.insert(customer.id);
+            affected.push(customer.id);
         }
         "customer.subscription.created" | "customer.subscription.updated" => {
             let subscription: StripeSubscription = object_of(object)?;
@@ -284,7 +282,7 @@ pub async fn receive(
                 .map(|at| timestamp(at, "data.object.ended_at"))
                 .transpose()?
                 .unwrap_or(created);
-            affected.insert(
+            affected.push(
                 invoices::cancel_subscription(&mut tx, customer, &subscription.id, Some(ended))
                     .await?,
             );
@@ -317,7 +315,6 @@ pub async fn receive(
             }));
         }
     }
-    let affected: Vec<Uuid> = affected.into_iter().collect();
     rollup::recompute_customers(&mut tx, &affected).await?;
     tx.commit().await?;
     tracing::info!(
@@ -694,11 +691,11 @@ async fn apply_subscription_change(
     tx: &mut TenantTx,
     subscription: &StripeSubscription,
     event_created: DateTime<Utc>,
-    affected: &mut BTreeSet<Uuid>,
+    affected: &mut Vec<Uuid>,
 ) -> Result<(), ApiError> {
     let customer = subscription.customer.id();
     let customer_id = ensure_customer(tx, customer, None, None).await?;
-    affected.insert(customer_id);
+    affected.push(customer_id);
     if let Some(trial_start) = subscription.trial_start {
         let at = timestamp(trial_start, "data.object.trial_start")?;
         customers::mark_trial_started(tx, customer_id, at).await?;

@@ -111,6 +111,22 @@ fn mrr_series(body: &Value) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// Per series point, the values at these JSON pointers (`/mrr`,
+/// `/movements/churn`), as one array.
+fn series_columns(body: &Value, pointers: &[&str]) -> Vec<Value> {
+    body["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|point| {
+            pointers
+                .iter()
+                .map(|pointer| point.pointer(pointer).cloned().expect(pointer))
+                .collect()
+        })
+        .collect()
+}
+
 fn pairs(expected: &[(&str, f64)]) -> Vec<(String, f64)> {
     expected
         .iter()
@@ -225,44 +241,22 @@ async fn seats_added_and_removed_are_expansion_and_contraction() {
     let quarter = billing
         .revenue("from=2026-01-01&to=2026-03-31&granularity=month&compare=none")
         .await;
-    let months: Vec<_> = quarter["series"]
-        .as_array()
-        .expect("series")
-        .iter()
-        .map(|p| {
-            (
-                p["date"].clone(),
-                p["mrr"].clone(),
-                p["movements"]["new_business"].clone(),
-                p["movements"]["expansion"].clone(),
-                p["movements"]["contraction"].clone(),
-            )
-        })
-        .collect();
+    let months = series_columns(
+        &quarter,
+        &[
+            "/date",
+            "/mrr",
+            "/movements/new_business",
+            "/movements/expansion",
+            "/movements/contraction",
+        ],
+    );
     assert_eq!(
         months,
         [
-            (
-                json!("2026-01-01"),
-                json!(50.0),
-                json!(50.0),
-                json!(0.0),
-                json!(0.0)
-            ),
-            (
-                json!("2026-02-01"),
-                json!(80.0),
-                json!(0.0),
-                json!(30.0),
-                json!(0.0)
-            ),
-            (
-                json!("2026-03-01"),
-                json!(60.0),
-                json!(0.0),
-                json!(0.0),
-                json!(20.0)
-            ),
+            json!(["2026-01-01", 50.0, 50.0, 0.0, 0.0]),
+            json!(["2026-02-01", 80.0, 0.0, 30.0, 0.0]),
+            json!(["2026-03-01", 60.0, 0.0, 0.0, 20.0]),
         ]
     );
     // February against January: 30 gained, nothing lost.
@@ -393,27 +387,23 @@ async fn paying_again_after_churn_is_reactivation() {
     let spring = billing
         .revenue("from=2026-01-01&to=2026-04-30&granularity=month&compare=none")
         .await;
-    let months: Vec<_> = spring["series"]
-        .as_array()
-        .expect("series")
-        .iter()
-        .map(|p| {
-            (
-                p["mrr"].clone(),
-                p["customers"].clone(),
-                p["movements"]["churn"].clone(),
-                p["movements"]["reactivation"].clone(),
-            )
-        })
-        .collect();
+    let months = series_columns(
+        &spring,
+        &[
+            "/mrr",
+            "/customers",
+            "/movements/churn",
+            "/movements/reactivation",
+        ],
+    );
     // c2's six months for $600 are $100 MRR.
     assert_eq!(
         months,
         [
-            (json!(140.0), json!(2), json!(0.0), json!(0.0)),
-            (json!(100.0), json!(1), json!(40.0), json!(0.0)),
-            (json!(100.0), json!(1), json!(0.0), json!(0.0)),
-            (json!(145.0), json!(2), json!(0.0), json!(45.0)),
+            json!([140.0, 2, 0.0, 0.0]),
+            json!([100.0, 1, 40.0, 0.0]),
+            json!([100.0, 1, 0.0, 0.0]),
+            json!([145.0, 2, 0.0, 45.0]),
         ]
     );
     let february = billing
@@ -502,39 +492,23 @@ async fn foreign_currency_converts_at_the_period_start_and_drift_is_apart() {
         .revenue("from=2026-01-01&to=2026-02-28&granularity=month&compare=none")
         .await;
     assert_eq!(after["missing_exchange_rates"], json!([]));
-    let months: Vec<_> = after["series"]
-        .as_array()
-        .expect("series")
-        .iter()
-        .map(|p| {
-            (
-                p["mrr"].clone(),
-                p["movements"]["new_business"].clone(),
-                p["movements"]["expansion"].clone(),
-                p["movements"]["churn"].clone(),
-                p["movements"]["fx_drift"].clone(),
-            )
-        })
-        .collect();
+    let months = series_columns(
+        &after,
+        &[
+            "/mrr",
+            "/movements/new_business",
+            "/movements/expansion",
+            "/movements/churn",
+            "/movements/fx_drift",
+        ],
+    );
     // January: €100 at 1.10 + £100 at 1.25. February: the same €100
     // renewed at 1.20 is $10 of drift, not expansion; the £100 churned.
     assert_eq!(
         months,
         [
-            (
-                json!(235.0),
-                json!(235.0),
-                json!(0.0),
-                json!(0.0),
-                json!(0.0)
-            ),
-            (
-                json!(120.0),
-                json!(0.0),
-                json!(0.0),
-                json!(125.0),
-                json!(10.0)
-            ),
+            json!([235.0, 235.0, 0.0, 0.0, 0.0]),
+            json!([120.0, 0.0, 0.0, 125.0, 10.0]),
         ]
     );
 

@@ -179,7 +179,7 @@ pub async fn import_csv(
         BillingCsvKind::Plans => import.plans(&mut tx, &columns, records).await?,
         BillingCsvKind::Invoices => import.invoices(&mut tx, &columns, records).await?,
     }
-    recompute(&mut tx, std::mem::take(&mut import.affected)).await?;
+    rollup::recompute_customers(&mut tx, &std::mem::take(&mut import.affected)).await?;
     let report = import.report;
     audit::record(
         &mut tx,
@@ -512,7 +512,7 @@ struct InvoiceGroup {
 struct CsvImport {
     report: BillingImportReport,
     /// Customers whose revenue may have changed.
-    affected: BTreeSet<Uuid>,
+    affected: Vec<Uuid>,
 }
 
 impl CsvImport {
@@ -750,12 +750,10 @@ impl CsvImport {
                 format!("no customer with external id {id:?}; import it first"),
                 head_line,
             ),
-            Err(BillingError::UnknownPlan(id)) => (
+            Err(BillingError::UnknownPlan { line, plan }) => (
                 "plan_external_id",
-                format!("no plan with external id {id:?}; import it first"),
-                rows.iter()
-                    .find(|r| r.item.plan_external_id.as_deref() == Some(id.as_str()))
-                    .map_or(head_line, |r| r.line),
+                format!("no plan with external id {plan:?}; import it first"),
+                rows.get(line).map_or(head_line, |r| r.line),
             ),
             Err(BillingError::Db(err)) => return Err(err.into()),
         };

@@ -71,8 +71,6 @@ pub const MAX_REPORTED_REJECTIONS: usize = 1000;
 /// Customers per page of `GET …/billing/customers`, by default and at most.
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 500;
-/// Customers recomputed per statement after a bulk import.
-const RECOMPUTE_CHUNK: usize = 1000;
 
 // ---------------------------------------------------------------------------
 // Validation, shared by the JSON endpoints and the CSV import.
@@ -286,22 +284,6 @@ fn invalid_if_any(errors: Vec<FieldError>) -> Result<(), ApiError> {
     }
 }
 
-/// Recomputes the MRR of `customers`, a bounded number at a time.
-async fn recompute(
-    tx: &mut TenantTx,
-    customers: impl IntoIterator<Item = Uuid>,
-) -> Result<(), ApiError> {
-    let customers: Vec<Uuid> = customers
-        .into_iter()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    for chunk in customers.chunks(RECOMPUTE_CHUNK) {
-        rollup::recompute_customers(tx, chunk).await?;
-    }
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------
 // Customers
 
@@ -432,7 +414,7 @@ pub async fn upsert_plan(
     invalid_if_any(check_plan(&input))?;
     let plan = plans::upsert(&mut scope.tx, &input).await?;
     let on_plan = invoices::customers_on_plan(&mut scope.tx, plan.id).await?;
-    recompute(&mut scope.tx, on_plan).await?;
+    rollup::recompute_customers(&mut scope.tx, &on_plan).await?;
     audit::record(
         &mut scope.tx,
         &scope.actor,
@@ -472,24 +454,8 @@ pub async fn upsert_invoice(
 ) -> Result<Json<Invoice>, ApiError> {
     scope.require(Role::Admin)?;
     invalid_if_any(check_invoice(&input))?;
-    let stored = invoices::upsert(&mut scope.tx, &input, "api")
-        .await
-        .map_err(|err| match err {
-            // Name the first line billing the unknown plan.
-            BillingError::UnknownPlan(plan) => {
-                let i = input
-                    .line_items
-                    .iter()
-                    .position(|l| l.plan_external_id.as_deref() == Some(plan.as_str()))
-                    .unwrap_or_default();
-                ApiError::field(
-                    format!("line_items[{i}].plan_external_id"),
-                    format!("no plan with external id {plan:?}; create it first"),
-                )
-            }
-            other => other.into(),
-        })?;
-    recompute(&mut scope.tx, stored.customers).await?;
+    let stored = invoices::upsert(&mut scope.tx, &input, "api").await?;
+    rollup::recompute_customers(&mut scope.tx, &stored.customers).await?;
     let invoice = invoices::find(&mut scope.tx, &input.external_id)
         .await?
         .ok_or_else(|| ApiError::Internal("the invoice just stored is not found".into()))?;
@@ -590,7 +556,7 @@ pub async fn cancel_subscription(
         cancelled_at,
     )
     .await?;
-    recompute(&mut scope.tx, [customer]).await?;
+    rollup::recompute_customers(&mut scope.tx, &[customer]).await?;
     audit::record(
         &mut scope.tx,
         &scope.actor,
