@@ -22,6 +22,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod memberships;
 mod pool;
+pub mod product;
 pub mod provisioning;
 pub mod roles;
 pub mod secret_token;

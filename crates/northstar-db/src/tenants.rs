@@ -54,6 +54,10 @@ pub struct Tenant {
     pub reporting_currency: String,
     /// IANA time zone whose midnights bound the tenant's days.
     pub time_zone: String,
+    /// The track event that counts as a sign-up.
+    pub signup_event: String,
+    /// The onboarding steps: track event names, in the product's order.
+    pub onboarding_steps: Vec<String>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -147,7 +151,8 @@ pub fn validate_slug(slug: &str) -> Result<(), &'static str> {
 
 /// The columns of [`Tenant`], for queries that return one.
 pub(crate) const TENANT_COLUMNS: &str = "id, slug, name, status, plan, branding, settings, \
-                              event_retention_days, reporting_currency, time_zone, created_at, updated_at";
+                              event_retention_days, reporting_currency, time_zone, signup_event, \
+                              onboarding_steps, created_at, updated_at";
 
 /// The transaction's own tenant.
 pub async fn current(tx: &mut TenantTx) -> Result<Tenant, DbError> {
@@ -169,6 +174,10 @@ pub struct TenantChanges {
     pub reporting_currency: Option<String>,
     /// New time zone.
     pub time_zone: Option<String>,
+    /// New sign-up event.
+    pub signup_event: Option<String>,
+    /// New onboarding steps.
+    pub onboarding_steps: Option<Vec<String>>,
 }
 
 /// Applies `changes` to the transaction's tenant.
@@ -177,13 +186,16 @@ pub async fn update(tx: &mut TenantTx, changes: TenantChanges) -> Result<Tenant,
         "UPDATE tenants SET name = coalesce($1, name),
                 event_retention_days = coalesce($2, event_retention_days),
                 reporting_currency = coalesce($3, reporting_currency),
-                time_zone = coalesce($4, time_zone), updated_at = now()
+                time_zone = coalesce($4, time_zone), signup_event = coalesce($5, signup_event),
+                onboarding_steps = coalesce($6, onboarding_steps), updated_at = now()
          RETURNING {TENANT_COLUMNS}"
     ))
     .bind(changes.name)
     .bind(changes.event_retention_days)
     .bind(changes.reporting_currency)
     .bind(changes.time_zone)
+    .bind(changes.signup_event)
+    .bind(changes.onboarding_steps)
     .fetch_one(tx.conn())
     .await?)
 }

@@ -24,6 +24,7 @@ use northstar_db::{
     billing::rollup,
     connect_app_pool,
     memberships::{self, Role},
+    product,
     tenants::{self, TenantStatus},
     users,
 };
@@ -64,7 +65,9 @@ pub struct Cli {
 enum Command {
     /// Serve the REST API, ingestion, the docs and the web UI.
     Serve(ServerConfig),
-    /// Provision demo tenants and accounts, print how to sign in, and serve.
+    /// Provision demo tenants and accounts, load a generated SaaS company
+    /// (billing and product events) into each new one, print how to sign
+    /// in, and serve.
     Demo {
         #[command(flatten)]
         server: ServerConfig,
@@ -90,7 +93,8 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum RollupsCommand {
     /// Recompute a tenant's revenue rollups (MRR movements and daily
-    /// totals) from its billing data, in one transaction.
+    /// totals) from its billing data, and its product and support rollups
+    /// from its stored events, in one transaction.
     Rebuild {
         /// The tenant's slug.
         #[arg(long)]
@@ -359,10 +363,12 @@ async fn rebuild_rollups(pool: &PgPool, slug: &str) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let mut tx = TenantTx::begin(pool, tenant_id).await?;
     let customers = rollup::rebuild(&mut tx).await?;
+    let calls = product::rebuild(&mut tx).await?;
     tx.commit().await?;
     let plural = if customers == 1 { "" } else { "s" };
     println!(
-        "Rebuilt the revenue rollups of {slug}: {customers} customer{plural} in {:.1} s.",
+        "Rebuilt the rollups of {slug}: revenue from {customers} customer{plural}, \
+         product and support from {calls} calls, in {:.1} s.",
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -13,7 +13,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
-mod demo;
+pub mod demo;
 pub mod http;
 pub mod ingest;
 pub mod jobs;

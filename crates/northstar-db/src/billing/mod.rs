@@ -5,8 +5,10 @@
 //! through [`customers`], [`plans`], [`invoices`] and [`exchange_rates`];
 //! after each write the caller recomputes the affected customers' MRR
 //! movements with [`rollup`], in the same transaction, so the revenue
-//! rollups ([`revenue`] reads them) never lag the data they summarise.
+//! rollups ([`revenue`] and [`cohorts`] read them) never lag the data they
+//! summarise.
 
+pub mod cohorts;
 pub mod customers;
 pub mod exchange_rates;
 pub mod invoices;

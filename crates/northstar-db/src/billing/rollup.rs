@@ -1,12 +1,15 @@
-//! Keeps the revenue rollups (`mrr_movements`, `mrr_daily`) equal to what
-//! the billing data implies.
+//! Keeps the revenue rollups (`mrr_movements`, `mrr_daily`,
+//! `revenue_cohorts`, `revenue_cohort_days`) equal to what the billing data
+//! implies.
 //!
 //! [`recompute_customers`] runs in the transaction that changed those
 //! customers' billing data: it recomputes each customer's movements from
 //! their lines, replaces their rows in `mrr_movements`, and adds the
-//! difference per day to `mrr_daily`. Adding deltas (rather than re-summing
-//! a day) makes concurrent writers for different customers commute; rows
-//! are touched in day order, so they cannot deadlock.
+//! difference per day to `mrr_daily` and per cohort (the month of the
+//! customer's first payment) and day or month to the cohort rollups. Adding
+//! deltas (rather than re-summing a day) makes concurrent writers for
+//! different customers commute; rows are touched in key order, so they
+//! cannot deadlock.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -17,6 +20,7 @@ use uuid::Uuid;
 use super::{
     movements::{Movement, MovementKind, SubscriptionLine, customer_movements},
     normalise::{IntervalUnit, LineCharge, PlanInterval, minor_unit_exponent},
+    revenue::Granularity,
 };
 use crate::{DbError, TenantTx};
 
@@ -111,6 +115,15 @@ pub async fn recompute_customers(tx: &mut TenantTx, customers: &[Uuid]) -> Resul
 }
 
 async fn recompute_chunk(tx: &mut TenantTx, customers: &[Uuid]) -> Result<(), DbError> {
+    // Two writers recomputing one customer would each subtract the same old
+    // rows; the second waits here, then reads what the first committed.
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('northstar.billing.' || id::text, 0))
+         FROM (SELECT id FROM unnest($1::uuid[]) AS id ORDER BY id) AS sorted",
+    )
+    .bind(customers)
+    .execute(tx.conn())
+    .await?;
     let rows: Vec<LineRow> = sqlx::query_as(LINES)
         .bind(customers)
         .fetch_all(tx.conn())
@@ -131,31 +144,43 @@ async fn recompute_chunk(tx: &mut TenantTx, customers: &[Uuid]) -> Result<(), Db
         );
     }
 
-    let old: Vec<(NaiveDate, String, i64, i64)> = sqlx::query_as(
-        "DELETE FROM mrr_movements WHERE customer_id = ANY($1)
-         RETURNING day, kind, movement, fx_drift",
-    )
-    .bind(customers)
-    .fetch_all(tx.conn())
-    .await?;
+    // The rows actually deleted, each with its customer's cohort.
+    let old: Vec<(NaiveDate, String, i64, i64, Option<NaiveDate>)> =
+        sqlx::query_as(DELETE_MOVEMENTS)
+            .bind(customers)
+            .fetch_all(tx.conn())
+            .await?;
     insert_movements(tx, &fresh).await?;
 
     let mut deltas: BTreeMap<NaiveDate, DayDelta> = BTreeMap::new();
-    for (day, kind, movement, fx_drift) in old {
+    let mut cohort_deltas = CohortDeltas::default();
+    for (day, kind, movement, fx_drift, cohort) in old {
         if let Some(kind) = MovementKind::parse(&kind) {
             deltas
                 .entry(day)
                 .or_default()
                 .add(kind, movement, fx_drift, -1);
+            if let Some(cohort) = cohort {
+                cohort_deltas.add(cohort, day, kind, movement + fx_drift, -1);
+            }
         }
     }
-    for (_, m) in &fresh {
+    let cohorts: HashMap<Uuid, NaiveDate> = fresh
+        .iter()
+        .filter(|(_, m)| m.kind == MovementKind::NewBusiness)
+        .map(|(customer, m)| (*customer, Granularity::Month.bucket_start(m.day)))
+        .collect();
+    for (customer, m) in &fresh {
         deltas
             .entry(m.day)
             .or_default()
             .add(m.kind, m.movement, m.fx_drift, 1);
+        if let Some(cohort) = cohorts.get(customer) {
+            cohort_deltas.add(*cohort, m.day, m.kind, m.movement + m.fx_drift, 1);
+        }
     }
-    apply_deltas(tx, &deltas).await
+    apply_deltas(tx, &deltas).await?;
+    apply_cohort_deltas(tx, &cohort_deltas).await
 }
 
 /// Recomputes every customer of the tenant from scratch: after a change of
@@ -166,6 +191,12 @@ pub async fn rebuild(tx: &mut TenantTx) -> Result<usize, DbError> {
         .execute(tx.conn())
         .await?;
     sqlx::query("DELETE FROM mrr_daily")
+        .execute(tx.conn())
+        .await?;
+    sqlx::query("DELETE FROM revenue_cohorts")
+        .execute(tx.conn())
+        .await?;
+    sqlx::query("DELETE FROM revenue_cohort_days")
         .execute(tx.conn())
         .await?;
     let customers = super::customers::all_ids(tx).await?;
@@ -282,6 +313,131 @@ async fn apply_deltas(
     .bind(count(2))
     .bind(count(3))
     .bind(count(4))
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// Deletes the movements of `$1` (customer ids), returning each with its
+/// customer's cohort: the local month of their `new_business` movement, if
+/// they ever paid. Taken from the deleted rows themselves, so the cohort
+/// rollups lose exactly what `mrr_movements` lost.
+const DELETE_MOVEMENTS: &str = "
+    WITH old AS (
+        DELETE FROM mrr_movements WHERE customer_id = ANY($1)
+        RETURNING customer_id, day, kind, movement, fx_drift
+    )
+    SELECT day, kind, movement, fx_drift,
+           date_trunc('month', (min(day) FILTER (WHERE kind = 'new_business')
+                                OVER (PARTITION BY customer_id))::timestamp)::date AS cohort
+    FROM old";
+
+/// One change of a cohort rollup: (cohort month, day or month, customers,
+/// MRR).
+type CohortChange = (NaiveDate, NaiveDate, i64, i64);
+
+/// How the cohort rollups change: (customers, MRR) per (cohort month, day).
+#[derive(Debug, Default)]
+struct CohortDeltas(BTreeMap<(NaiveDate, NaiveDate), (i64, i64)>);
+
+impl CohortDeltas {
+    /// Adds (`sign` 1) or takes away (-1) a movement of a customer of
+    /// `cohort` changing their MRR by `change`: new business and
+    /// reactivation bring a paying customer, churn takes one away.
+    fn add(
+        &mut self,
+        cohort: NaiveDate,
+        day: NaiveDate,
+        kind: MovementKind,
+        change: i64,
+        sign: i64,
+    ) {
+        let customers = match kind {
+            MovementKind::NewBusiness | MovementKind::Reactivation => 1,
+            MovementKind::Churn => -1,
+            MovementKind::Expansion | MovementKind::Contraction | MovementKind::FxDrift => 0,
+        };
+        let delta = self.0.entry((cohort, day)).or_default();
+        delta.0 += sign * customers;
+        delta.1 += sign * change;
+    }
+
+    /// The non-zero changes per (cohort, day), in key order.
+    fn days(&self) -> Vec<CohortChange> {
+        self.0
+            .iter()
+            .filter(|(_, delta)| **delta != (0, 0))
+            .map(|((cohort, day), (customers, mrr))| (*cohort, *day, *customers, *mrr))
+            .collect()
+    }
+
+    /// The non-zero changes per (cohort, month), in key order.
+    fn months(&self) -> Vec<CohortChange> {
+        let mut months: BTreeMap<(NaiveDate, NaiveDate), (i64, i64)> = BTreeMap::new();
+        for ((cohort, day), (customers, mrr)) in &self.0 {
+            let month = Granularity::Month.bucket_start(*day);
+            let delta = months.entry((*cohort, month)).or_default();
+            delta.0 += customers;
+            delta.1 += mrr;
+        }
+        months
+            .into_iter()
+            .filter(|(_, delta)| *delta != (0, 0))
+            .map(|((cohort, month), (customers, mrr))| (cohort, month, customers, mrr))
+            .collect()
+    }
+}
+
+async fn apply_cohort_deltas(tx: &mut TenantTx, deltas: &CohortDeltas) -> Result<(), DbError> {
+    add_cohort_changes(tx, "revenue_cohort_days", "day", &deltas.days()).await?;
+    add_cohort_changes(tx, "revenue_cohorts", "month", &deltas.months()).await
+}
+
+/// Adds `changes` to `table` (keyed by cohort month and `period`, a day or
+/// a month), then deletes the rows the changes brought to zero, so that the
+/// table holds the same rows as after a rebuild.
+async fn add_cohort_changes(
+    tx: &mut TenantTx,
+    table: &'static str,
+    period: &'static str,
+    changes: &[CohortChange],
+) -> Result<(), DbError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(NaiveDate, NaiveDate, bool)> = sqlx::query_as(&format!(
+        "INSERT INTO {table} AS r (tenant_id, cohort_month, {period}, customers, mrr)
+         SELECT current_tenant_id(), x.*
+         FROM unnest($1::date[], $2::date[], $3::bigint[], $4::bigint[]) AS x
+         ORDER BY 2, 3
+         ON CONFLICT (tenant_id, cohort_month, {period}) DO UPDATE SET
+             customers = r.customers + excluded.customers,
+             mrr = r.mrr + excluded.mrr
+         RETURNING cohort_month, {period}, customers = 0 AND mrr = 0 AS zero"
+    ))
+    .bind(changes.iter().map(|c| c.0).collect::<Vec<_>>())
+    .bind(changes.iter().map(|c| c.1).collect::<Vec<_>>())
+    .bind(changes.iter().map(|c| c.2).collect::<Vec<_>>())
+    .bind(changes.iter().map(|c| c.3).collect::<Vec<_>>())
+    .fetch_all(tx.conn())
+    .await?;
+    let zeroed: Vec<(NaiveDate, NaiveDate)> = rows
+        .into_iter()
+        .filter_map(|(cohort, key, zero)| zero.then_some((cohort, key)))
+        .collect();
+    if zeroed.is_empty() {
+        return Ok(());
+    }
+    // Rows this transaction has just locked, so no other writer can have
+    // changed them since.
+    sqlx::query(&format!(
+        "DELETE FROM {table} r
+         USING unnest($1::date[], $2::date[]) AS z (cohort_month, key)
+         WHERE r.cohort_month = z.cohort_month AND r.{period} = z.key
+           AND r.customers = 0 AND r.mrr = 0"
+    ))
+    .bind(zeroed.iter().map(|z| z.0).collect::<Vec<_>>())
+    .bind(zeroed.iter().map(|z| z.1).collect::<Vec<_>>())
     .execute(tx.conn())
     .await?;
     Ok(())

@@ -1,7 +1,10 @@
 //! A batch of encoded rows from many tenants, and the writer that stores it
 //! in one transaction.
 
-use std::collections::{BTreeMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashSet},
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Datelike, Utc};
 use sqlx::{Connection, PgConnection, postgres::PgConnectOptions};
@@ -11,7 +14,10 @@ use super::{
     partitions::ensure_partitions_on,
     row::{COLUMNS, EventRow, MessageType, message_hash},
 };
-use crate::DbError;
+use crate::{
+    DbError,
+    product::maintain::{self, Staged},
+};
 
 /// Rows (and rejection counts) of many tenants, to be written together.
 #[derive(Default)]
@@ -32,6 +38,8 @@ struct Part {
     identify: bool,
     group: bool,
     alias: bool,
+    activity: bool,
+    tickets: bool,
     rejected: BTreeMap<String, u64>,
 }
 
@@ -44,6 +52,8 @@ pub struct TenantOutcome {
     pub stored: u64,
     /// Messages whose id was already stored (retries), now dropped.
     pub duplicates: u64,
+    /// Time spent maintaining the tenant's product rollups.
+    pub rollups: Duration,
 }
 
 impl Batch {
@@ -66,7 +76,11 @@ impl Batch {
             MessageType::Identify => part.identify = true,
             MessageType::Group => part.group = true,
             MessageType::Alias => part.alias = true,
-            MessageType::Track | MessageType::Page | MessageType::Screen => {}
+            MessageType::Track => {
+                part.activity = true;
+                part.tickets |= row.event.as_deref().is_some_and(is_ticket_event);
+            }
+            MessageType::Page | MessageType::Screen => part.activity = true,
         }
         self.earliest = Some(self.earliest.map_or(row.time, |t| t.min(row.time)));
         self.latest = Some(self.latest.map_or(row.time, |t| t.max(row.time)));
@@ -116,7 +130,8 @@ pub struct BatchWriter {
     months: HashSet<i32>,
 }
 
-const STAGING: &str = "CREATE TEMPORARY TABLE ingest_staging (
+/// The staging table; the product rollup rebuild stages stored events in it too.
+pub(crate) const STAGING: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS ingest_staging (
     tenant_id uuid NOT NULL,
     time timestamptz NOT NULL,
     message_id text COLLATE \"C\" NOT NULL,
@@ -133,14 +148,18 @@ const STAGING: &str = "CREATE TEMPORARY TABLE ingest_staging (
     sent_at timestamptz
 ) ON COMMIT DELETE ROWS";
 
-/// Records the tenant's new message ids and inserts the events they belong
-/// to; answers how many were new.
+/// Records the tenant's new message ids, inserts the events they belong
+/// to, and drops the other (duplicate) rows from the staging table, so that
+/// the rollups read only what was stored; answers how many were new.
 const STORE_EVENTS: &str = "
 WITH fresh AS (
     INSERT INTO event_message_ids (tenant_id, message_hash)
     SELECT tenant_id, message_hash FROM ingest_staging WHERE tenant_id = $1
     ON CONFLICT DO NOTHING
     RETURNING message_hash
+), duplicates AS (
+    DELETE FROM ingest_staging
+    WHERE tenant_id = $1 AND message_hash NOT IN (SELECT message_hash FROM fresh)
 ), stored AS (
     INSERT INTO events (tenant_id, time, message_id, type, event, user_id, anonymous_id,
                         group_id, previous_id, properties, context, received_at, sent_at)
@@ -167,7 +186,7 @@ ON CONFLICT (tenant_id, user_id) DO UPDATE SET
     last_seen = greatest(p.last_seen, excluded.last_seen)";
 
 /// Identify with both ids: the anonymous id counts as the user from now on
-/// (the first user it is identified as wins; alias can re-point it).
+/// (the first user it is identified as wins).
 const LINK_ANONYMOUS_IDS: &str = "
 INSERT INTO identity_links (tenant_id, alias_id, person_id, linked_at)
 SELECT DISTINCT ON (s.anonymous_id) s.tenant_id, s.anonymous_id,
@@ -179,6 +198,15 @@ WHERE s.tenant_id = $1 AND s.type = 'identify' AND s.user_id IS NOT NULL
   AND s.anonymous_id IS NOT NULL AND s.anonymous_id <> s.user_id
 ORDER BY s.anonymous_id, s.time
 ON CONFLICT (tenant_id, alias_id) DO NOTHING";
+
+/// Identify with both ids, continued: ids merged into the anonymous id
+/// follow it to its person, so links stay one hop deep.
+const FLATTEN_LINKS: &str = "
+UPDATE identity_links l SET person_id = n.person_id
+FROM identity_links n
+WHERE l.tenant_id = $1 AND n.tenant_id = $1 AND l.person_id = n.alias_id
+  AND n.alias_id IN (SELECT anonymous_id FROM ingest_staging
+                     WHERE tenant_id = $1 AND type = 'identify' AND user_id IS NOT NULL)";
 
 const APPLY_ALIASES: &str = "
 SELECT count(apply_alias(tenant_id, previous_id, user_id, time))
@@ -222,6 +250,7 @@ impl BatchWriter {
             .await
             .map_err(DbError::Unavailable)?;
         sqlx::query(STAGING).execute(&mut conn).await?;
+        maintain::prepare(&mut conn).await?;
         // The staging table has no statistics, so PostgreSQL guesses a batch
         // is a row or two, and a prepared statement keeps the plan it made
         // for the first small batches: a nested loop over staging rows, which
@@ -230,6 +259,9 @@ impl BatchWriter {
         for setting in [
             "SET enable_nestloop = off",
             "SET plan_cache_mode = force_custom_plan",
+            // Compiling a statement costs tens of milliseconds, more than any
+            // of these statements runs.
+            "SET jit = off",
         ] {
             sqlx::query(setting).execute(&mut conn).await?;
         }
@@ -290,6 +322,7 @@ impl BatchWriter {
 /// What to do for one tenant of a batch.
 struct PartPlan {
     rows: u64,
+    staged: Staged,
     duplicates_in_batch: u64,
     statements: Vec<&'static str>,
     outcomes: Vec<&'static str>,
@@ -301,7 +334,7 @@ impl PartPlan {
     fn of(part: &Part) -> Self {
         let mut statements = Vec::new();
         if part.identify {
-            statements.extend([UPSERT_PROFILES, LINK_ANONYMOUS_IDS]);
+            statements.extend([UPSERT_PROFILES, LINK_ANONYMOUS_IDS, FLATTEN_LINKS]);
         }
         if part.alias {
             statements.push(APPLY_ALIASES);
@@ -311,6 +344,11 @@ impl PartPlan {
         }
         let mut plan = PartPlan {
             rows: part.rows,
+            staged: Staged {
+                activity: part.activity,
+                merges: part.identify || part.alias,
+                tickets: part.tickets,
+            },
             duplicates_in_batch: part.duplicates_in_batch,
             statements,
             outcomes: Vec::new(),
@@ -351,6 +389,11 @@ async fn store_part(
             .execute(&mut *conn)
             .await?;
     }
+    let started = Instant::now();
+    if stored > 0 {
+        maintain::apply_staged(conn, tenant_id, plan.staged).await?;
+    }
+    let rollups = started.elapsed();
     let duplicates = plan.rows - stored + plan.duplicates_in_batch;
     plan.outcomes.extend(["stored", "duplicate"]);
     plan.reasons.extend([String::new(), String::new()]);
@@ -366,7 +409,13 @@ async fn store_part(
         tenant_id,
         stored,
         duplicates,
+        rollups,
     })
+}
+
+/// Whether a track event is one of the support ticket events.
+fn is_ticket_event(event: &str) -> bool {
+    ["Ticket Created", "Ticket Replied", "Ticket Resolved"].contains(&event)
 }
 
 /// `year * 12 + month0`: consecutive months are consecutive numbers.

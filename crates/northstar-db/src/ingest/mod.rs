@@ -9,7 +9,7 @@
 //! new message ids, inserts the events whose ids were new, applies
 //! identify/group/alias side effects and adds to the counters, and commits.
 
-mod batch;
+pub(crate) mod batch;
 pub mod counters;
 mod partitions;
 pub mod retention;

@@ -121,7 +121,11 @@ fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(billing::csv_import::import_csv))
         // Web UI and API clients: dashboards
+        .routes(routes!(dashboard::overview))
         .routes(routes!(dashboard::revenue))
+        .routes(routes!(dashboard::revenue_cohorts))
+        .routes(routes!(dashboard::users))
+        .routes(routes!(dashboard::support))
         // Billing: Stripe
         .routes(routes!(
             stripe_webhook::list_secrets,

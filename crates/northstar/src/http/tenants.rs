@@ -5,6 +5,7 @@ use northstar_db::{
     audit::{self, AuditEntry},
     billing::rollup,
     memberships::Role,
+    product,
     tenants::{self, Tenant, TenantChanges},
 };
 use serde::{Deserialize, Serialize};
@@ -52,12 +53,18 @@ pub struct TenantUpdate {
     /// ISO 4217 code revenue is reported in; changing it recomputes revenue.
     pub reporting_currency: Option<String>,
     /// IANA time zone whose midnights bound the tenant's days (`Europe/Paris`);
-    /// changing it recomputes revenue.
+    /// changing it recomputes revenue and product rollups.
     pub time_zone: Option<String>,
+    /// The track event that counts as a sign-up (default `Signed Up`), 1 to
+    /// 200 characters.
+    pub signup_event: Option<String>,
+    /// The onboarding steps: up to 20 distinct track event names, in the
+    /// order the product presents them.
+    pub onboarding_steps: Option<Vec<String>>,
 }
 
-/// Change the tenant's name, event retention, reporting currency or time
-/// zone (owners and admins).
+/// Change the tenant's name, event retention, reporting currency, time
+/// zone, sign-up event or onboarding steps (owners and admins).
 #[utoipa::path(
     patch, path = "/api/v1/tenants/{slug}", tag = "tenants",
     params(("slug" = String, Path, description = "Tenant slug")),
@@ -103,6 +110,17 @@ pub async fn update(
             "must be an IANA time zone name, such as Europe/Paris",
         ));
     }
+    if let Some(event) = &update.signup_event
+        && !(1..=MAX_EVENT_NAME_CHARS).contains(&event.chars().count())
+    {
+        errors.push(FieldError::new(
+            "signup_event",
+            format!("must be 1 to {MAX_EVENT_NAME_CHARS} characters long"),
+        ));
+    }
+    if let Some(steps) = &update.onboarding_steps {
+        errors.extend(onboarding_steps_errors(steps));
+    }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -114,6 +132,8 @@ pub async fn update(
             event_retention_days: update.event_retention_days,
             reporting_currency: update.reporting_currency,
             time_zone: update.time_zone,
+            signup_event: update.signup_event,
+            onboarding_steps: update.onboarding_steps,
         },
     )
     .await?;
@@ -121,6 +141,13 @@ pub async fn update(
         != (&before.reporting_currency, &before.time_zone)
     {
         rollup::rebuild(&mut scope.tx).await?;
+    }
+    if tenant.time_zone != before.time_zone {
+        product::rebuild(&mut scope.tx).await?;
+    } else if (&tenant.signup_event, &tenant.onboarding_steps)
+        != (&before.signup_event, &before.onboarding_steps)
+    {
+        product::rebuild_onboarding(&mut scope.tx).await?;
     }
     audit::record(
         &mut scope.tx,
@@ -132,6 +159,8 @@ pub async fn update(
             "event_retention_days": {"from": before.event_retention_days, "to": tenant.event_retention_days},
             "reporting_currency": {"from": before.reporting_currency, "to": tenant.reporting_currency},
             "time_zone": {"from": before.time_zone, "to": tenant.time_zone},
+            "signup_event": {"from": before.signup_event, "to": tenant.signup_event},
+            "onboarding_steps": {"from": before.onboarding_steps, "to": tenant.onboarding_steps},
         }),
     )
     .await?;
@@ -140,6 +169,36 @@ pub async fn update(
         tenant,
         role: scope.role,
     }))
+}
+
+/// Longest event name a setting may hold, in characters.
+const MAX_EVENT_NAME_CHARS: usize = 200;
+/// Most onboarding steps.
+const MAX_ONBOARDING_STEPS: usize = 20;
+
+/// What is wrong with a list of onboarding steps.
+fn onboarding_steps_errors(steps: &[String]) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if steps.len() > MAX_ONBOARDING_STEPS {
+        errors.push(FieldError::new(
+            "onboarding_steps",
+            format!("at most {MAX_ONBOARDING_STEPS} steps"),
+        ));
+    }
+    for (i, step) in steps.iter().enumerate() {
+        if !(1..=MAX_EVENT_NAME_CHARS).contains(&step.chars().count()) {
+            errors.push(FieldError::new(
+                format!("onboarding_steps[{i}]"),
+                format!("must be 1 to {MAX_EVENT_NAME_CHARS} characters long"),
+            ));
+        } else if steps[..i].contains(step) {
+            errors.push(FieldError::new(
+                format!("onboarding_steps[{i}]"),
+                "repeats an earlier step",
+            ));
+        }
+    }
+    errors
 }
 
 /// Whether `code` looks like an ISO 4217 currency code (three capitals).

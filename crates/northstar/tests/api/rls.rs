@@ -245,6 +245,103 @@ const FIXTURES: &[Fixture] = &[
         app_may_update: true,
         app_may_delete: true,
     },
+    // Product and support rollups (0004_product_rollups.sql).
+    Fixture {
+        table: "activity_days",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO activity_days (tenant_id, person_id, day)
+                 VALUES ($1, 'p-' || $2::uuid::text, current_date)",
+        set: "day = day + 1",
+        app_may_update: true,
+        app_may_delete: true,
+    },
+    Fixture {
+        table: "active_users",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO active_users (tenant_id, window_kind, day, users)
+                 VALUES ($1, 'day', DATE '2000-01-01' + ('x' || substr(md5($2::uuid::text), 1, 7))::bit(28)::int, 1)",
+        set: "users = users + 1",
+        app_may_update: true,
+        app_may_delete: true,
+    },
+    Fixture {
+        table: "event_counts",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO event_counts (tenant_id, day, type, name, count)
+                 VALUES ($1, current_date, 'track', 'e-' || $2::uuid::text, 1)",
+        set: "count = count + 1",
+        app_may_update: true,
+        app_may_delete: true,
+    },
+    Fixture {
+        table: "event_firsts",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO event_firsts (tenant_id, person_id, event, first_at)
+                 VALUES ($1, 'p-' || $2::uuid::text, 'Signed Up', now())",
+        set: "first_at = first_at - interval '1 day'",
+        app_may_update: true,
+        app_may_delete: true,
+    },
+    Fixture {
+        table: "event_adopters",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO event_adopters (tenant_id, day, event, adopters)
+                 VALUES ($1, current_date, 'e-' || $2::uuid::text, 1)",
+        set: "adopters = adopters + 1",
+        app_may_update: true,
+        app_may_delete: true,
+    },
+    Fixture {
+        table: "onboarding",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO onboarding (tenant_id, person_id, signed_up_at, signup_day, step_times)
+                 VALUES ($1, 'p-' || $2::uuid::text, now(), current_date, '{}')",
+        set: "completed_at = now()",
+        app_may_update: true,
+        app_may_delete: true,
+    },
+    Fixture {
+        table: "tickets",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO tickets (tenant_id, ticket_id, created_at, created_day)
+                 VALUES ($1, 't-' || $2::uuid::text, now(), current_date)",
+        set: "resolved_at = now()",
+        app_may_update: true,
+        app_may_delete: true,
+    },
+    Fixture {
+        table: "ticket_counts",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO ticket_counts (tenant_id, day, opened)
+                 VALUES ($1, DATE '2000-01-01' + ('x' || substr(md5($2::uuid::text), 1, 7))::bit(28)::int, 1)",
+        set: "opened = opened + 1",
+        app_may_update: true,
+        app_may_delete: true,
+    },
+    // Revenue cohorts (0005_revenue_cohorts.sql): months must be first days.
+    Fixture {
+        table: "revenue_cohorts",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO revenue_cohorts (tenant_id, cohort_month, month, customers, mrr)
+                 VALUES ($1, DATE '2000-01-01',
+                         (DATE '2000-01-01' + make_interval(months =>
+                             ('x' || substr(md5($2::uuid::text), 1, 7))::bit(28)::int % 1000000))::date,
+                         1, 100)",
+        set: "mrr = mrr + 1",
+        app_may_update: true,
+        app_may_delete: true,
+    },
+    Fixture {
+        table: "revenue_cohort_days",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO revenue_cohort_days (tenant_id, cohort_month, day, customers, mrr)
+                 VALUES ($1, DATE '2000-01-01',
+                         DATE '2000-01-01' + ('x' || substr(md5($2::uuid::text), 1, 7))::bit(28)::int,
+                         1, 100)",
+        set: "mrr = mrr + 1",
+        app_may_update: true,
+        app_may_delete: true,
+    },
 ];
 
 impl Fixture {

@@ -1,0 +1,500 @@
+//! Keeps the product and support rollups up to date with the rows of one
+//! tenant in the `ingest_staging` table: the batch writer calls
+//! [`apply_staged`] in the transaction that stores them, and
+//! [`super::rebuild`] feeds the tenant's stored events through the same
+//! statements.
+//!
+//! Every statement is a delta: it reads what the staged rows change and
+//! adjusts the rollups by exactly that, so a batch costs in proportion to its
+//! rows and never rescans a tenant's history. Counts of distinct persons per
+//! window use one rule (see `APPLY_ACTIVITY`): when a set D of active days
+//! is added to (or removed from) a person's set B, a window gains (or loses)
+//! the person iff it holds no day of B and the window's earliest day of D is
+//! `d`; so each day `d` of D counts for the windows that hold no day of B∪D
+//! before it and no day of B after it.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::DbError;
+
+/// Scratch tables of the delta statements; emptied at every commit.
+pub(crate) const SCRATCH: &[&str] = &[
+    "CREATE TEMPORARY TABLE IF NOT EXISTS activity_delta (
+        person_id text COLLATE \"C\" NOT NULL,
+        day date NOT NULL,
+        PRIMARY KEY (person_id, day)
+    ) ON COMMIT DELETE ROWS",
+    "CREATE TEMPORARY TABLE IF NOT EXISTS firsts_delta (
+        person_id text COLLATE \"C\" NOT NULL,
+        event text COLLATE \"C\" NOT NULL,
+        old_first timestamptz,
+        new_first timestamptz
+    ) ON COMMIT DELETE ROWS",
+];
+
+/// What the staged rows of a tenant hold, so that statements with nothing
+/// to do are skipped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Staged {
+    /// Track, page or screen calls.
+    pub activity: bool,
+    /// Identify or alias calls, which may merge identities.
+    pub merges: bool,
+    /// Track calls named `Ticket …`.
+    pub tickets: bool,
+}
+
+/// The tenant settings the rollups depend on.
+#[derive(sqlx::FromRow)]
+struct Settings {
+    time_zone: String,
+    signup_event: String,
+    onboarding_steps: Vec<String>,
+}
+
+/// Serialises rollup maintenance per tenant across writers: every delta
+/// reads the rollups it adjusts.
+const LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('northstar.product.' || $1::text, 0))";
+
+/// Ids that identity links merged into another person in this batch, and
+/// that still key rows: (merged id, person).
+const MERGED_IDS: &str = "
+SELECT c.id, l.person_id
+FROM (SELECT anonymous_id AS id FROM ingest_staging
+      WHERE tenant_id = $1 AND type = 'identify' AND user_id IS NOT NULL AND anonymous_id IS NOT NULL
+      UNION SELECT previous_id FROM ingest_staging WHERE tenant_id = $1 AND type = 'alias') c
+JOIN identity_links l ON l.tenant_id = $1 AND l.alias_id = c.id AND l.person_id <> c.id
+WHERE EXISTS (SELECT 1 FROM activity_days a WHERE a.tenant_id = $1 AND a.person_id = c.id)
+   OR EXISTS (SELECT 1 FROM event_firsts f WHERE f.tenant_id = $1 AND f.person_id = c.id)";
+
+/// Stages the active days of merged ids for removal.
+const STAGE_MERGED_DAYS: &str = "
+INSERT INTO activity_delta (person_id, day)
+SELECT person_id, day FROM activity_days WHERE tenant_id = $1 AND person_id = ANY($2)";
+
+/// Moves the active days of merged ids to their person; stages the days the
+/// person gains.
+const MOVE_MERGED_DAYS: &str = "
+WITH gone AS (
+    DELETE FROM activity_days WHERE tenant_id = $1 AND person_id = ANY($2)
+    RETURNING person_id, day
+), moved AS (
+    INSERT INTO activity_days (tenant_id, person_id, day)
+    SELECT DISTINCT $1::uuid, m.person_id, g.day
+    FROM gone g JOIN unnest($2::text[], $3::text[]) AS m(merged_id, person_id) ON m.merged_id = g.person_id
+    ORDER BY 2, 3
+    ON CONFLICT DO NOTHING
+    RETURNING person_id, day
+)
+INSERT INTO activity_delta (person_id, day) SELECT person_id, day FROM moved";
+
+/// Moves the first uses of merged ids: removed from the merged id (staged as
+/// a change to nothing) and offered to the person.
+const MOVE_MERGED_FIRSTS: &str = "
+WITH gone AS (
+    DELETE FROM event_firsts WHERE tenant_id = $1 AND person_id = ANY($2)
+    RETURNING person_id, event, first_at
+), removed AS (
+    INSERT INTO firsts_delta (person_id, event, old_first, new_first)
+    SELECT person_id, event, first_at, NULL FROM gone
+)
+SELECT m.person_id, g.event, g.first_at
+FROM gone g JOIN unnest($2::text[], $3::text[]) AS m(merged_id, person_id) ON m.merged_id = g.person_id";
+
+/// The person and local day of every staged track, page and screen call,
+/// added to `activity_days`; the new ones are staged as a delta.
+const ADD_STAGED_DAYS: &str = "
+WITH raw AS (
+    SELECT DISTINCT coalesce(user_id, anonymous_id) AS id, (time AT TIME ZONE $2)::date AS day
+    FROM ingest_staging
+    WHERE tenant_id = $1 AND type IN ('track', 'page', 'screen')
+), added AS (
+    INSERT INTO activity_days (tenant_id, person_id, day)
+    SELECT DISTINCT $1::uuid, coalesce(l.person_id, raw.id), raw.day
+    FROM raw LEFT JOIN identity_links l ON l.tenant_id = $1 AND l.alias_id = raw.id
+    ORDER BY 2, 3
+    ON CONFLICT DO NOTHING
+    RETURNING person_id, day
+)
+INSERT INTO activity_delta (person_id, day) SELECT person_id, day FROM added";
+
+/// Adjusts `active_users` by the staged delta of active days: +1 per window
+/// gained when `$2` is 1 (days added, already in `activity_days`), −1 per
+/// window lost when `$2` is −1 (days about to be removed).
+const APPLY_ACTIVITY: &str = "
+WITH d AS (
+    SELECT d.day,
+           (SELECT max(a.day) FROM activity_days a
+            WHERE a.tenant_id = $1 AND a.person_id = d.person_id AND a.day < d.day) AS prev,
+           (SELECT min(a.day) FROM activity_days a
+            WHERE a.tenant_id = $1 AND a.person_id = d.person_id AND a.day > d.day
+              AND NOT EXISTS (SELECT 1 FROM activity_delta x
+                              WHERE x.person_id = a.person_id AND x.day = a.day)) AS next
+    FROM activity_delta d
+), windows AS (
+    SELECT 'day' AS kind, day, 1 AS weight FROM d
+    UNION ALL
+    SELECT '7d', d.day + k, 1 FROM d, generate_series(0, 6) AS k
+    WHERE (d.prev IS NULL OR d.day + k > d.prev + 6) AND (d.next IS NULL OR d.day + k < d.next)
+    UNION ALL
+    SELECT '30d', d.day + k, 1 FROM d, generate_series(0, 29) AS k
+    WHERE (d.prev IS NULL OR d.day + k > d.prev + 29) AND (d.next IS NULL OR d.day + k < d.next)
+    UNION ALL
+    SELECT 'week', w.start, 1 FROM d, LATERAL (SELECT date_trunc('week', d.day)::date AS start) w
+    WHERE (d.prev IS NULL OR d.prev < w.start) AND (d.next IS NULL OR d.next >= w.start + 7)
+    UNION ALL
+    SELECT 'month', m.start, 1 FROM d, LATERAL (SELECT date_trunc('month', d.day)::date AS start) m
+    WHERE (d.prev IS NULL OR d.prev < m.start)
+      AND (d.next IS NULL OR d.next >= (m.start + interval '1 month')::date)
+    UNION ALL
+    SELECT 'new', d.day, 1 FROM d WHERE d.prev IS NULL
+    UNION ALL
+    SELECT 'new', d.next, -1 FROM d WHERE d.prev IS NULL AND d.next IS NOT NULL
+)
+INSERT INTO active_users AS u (tenant_id, window_kind, day, users)
+SELECT $1, kind, day, $2 * sum(weight) FROM windows GROUP BY kind, day ORDER BY kind, day
+ON CONFLICT (tenant_id, window_kind, day) DO UPDATE SET users = u.users + excluded.users";
+
+/// Counts the staged calls per local day, type and name.
+const ADD_EVENT_COUNTS: &str = "
+INSERT INTO event_counts AS c (tenant_id, day, type, name, count)
+SELECT $1, (time AT TIME ZONE $2)::date, type, coalesce(event, ''), count(*)
+FROM ingest_staging
+WHERE tenant_id = $1 AND type IN ('track', 'page', 'screen')
+GROUP BY 2, 3, 4 ORDER BY 3, 2, 4
+ON CONFLICT (tenant_id, type, day, name) DO UPDATE SET count = c.count + excluded.count";
+
+/// Offers first uses ($2 persons, $3 events, $4 times) and stages every
+/// earlier one as a change.
+const OFFER_FIRSTS: &str = "
+WITH offered AS (
+    SELECT person_id, event, min(first_at) AS first_at
+    FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS o(person_id, event, first_at)
+    GROUP BY 1, 2
+)
+INSERT INTO firsts_delta (person_id, event, old_first, new_first)
+SELECT o.person_id, o.event, f.first_at, o.first_at
+FROM offered o
+LEFT JOIN event_firsts f ON f.tenant_id = $1 AND f.person_id = o.person_id AND f.event = o.event
+WHERE f.first_at IS NULL OR o.first_at < f.first_at";
+
+/// Stages the first uses that the staged track calls make earlier.
+const STAGE_STAGED_FIRSTS: &str = "
+WITH raw AS (
+    SELECT coalesce(user_id, anonymous_id) AS id, event, min(time) AS first_at
+    FROM ingest_staging
+    WHERE tenant_id = $1 AND type = 'track' AND event IS NOT NULL
+    GROUP BY 1, 2
+), offered AS (
+    SELECT coalesce(l.person_id, raw.id) AS person_id, raw.event, min(raw.first_at) AS first_at
+    FROM raw LEFT JOIN identity_links l ON l.tenant_id = $1 AND l.alias_id = raw.id
+    GROUP BY 1, 2
+)
+INSERT INTO firsts_delta (person_id, event, old_first, new_first)
+SELECT o.person_id, o.event, f.first_at, o.first_at
+FROM offered o
+LEFT JOIN event_firsts f ON f.tenant_id = $1 AND f.person_id = o.person_id AND f.event = o.event
+WHERE f.first_at IS NULL OR o.first_at < f.first_at";
+
+/// Writes the staged first uses, and moves each adopter to its new day.
+const APPLY_FIRSTS: &str = "
+WITH written AS (
+    INSERT INTO event_firsts AS f (tenant_id, person_id, event, first_at)
+    SELECT $1, person_id, event, new_first FROM firsts_delta WHERE new_first IS NOT NULL ORDER BY 2, 3
+    ON CONFLICT (tenant_id, person_id, event) DO UPDATE SET first_at = least(f.first_at, excluded.first_at)
+), moves AS (
+    SELECT (new_first AT TIME ZONE $2)::date AS day, event, 1 AS n FROM firsts_delta
+    WHERE new_first IS NOT NULL
+    UNION ALL
+    SELECT (old_first AT TIME ZONE $2)::date, event, -1 FROM firsts_delta WHERE old_first IS NOT NULL
+)
+INSERT INTO event_adopters AS a (tenant_id, day, event, adopters)
+SELECT $1, day, event, sum(n) FROM moves GROUP BY 2, 3 HAVING sum(n) <> 0 ORDER BY 3, 2
+ON CONFLICT (tenant_id, event, day) DO UPDATE SET adopters = a.adopters + excluded.adopters";
+
+/// Deletes the onboarding rows of persons whose sign-up or step times
+/// changed ($2 sign-up event, $3 steps).
+const CLEAR_ONBOARDING: &str = "
+DELETE FROM onboarding o USING firsts_delta d
+WHERE o.tenant_id = $1 AND o.person_id = d.person_id AND (d.event = $2 OR d.event = ANY($3))";
+
+/// Recomputes the onboarding rows of persons whose sign-up or step times
+/// changed ($3 sign-up event, $4 steps).
+pub(crate) const REFRESH_ONBOARDING: &str = "
+WITH touched AS (
+    SELECT DISTINCT person_id FROM firsts_delta WHERE event = $3 OR event = ANY($4)
+)
+INSERT INTO onboarding (tenant_id, person_id, signed_up_at, signup_day, step_times, completed_at)
+SELECT $1, s.person_id, s.first_at, (s.first_at AT TIME ZONE $2)::date, steps.times,
+       CASE WHEN steps.done = cardinality($4::text[]) AND steps.done > 0
+            THEN greatest(s.first_at, steps.last) END
+FROM touched t
+JOIN event_firsts s ON s.tenant_id = $1 AND s.person_id = t.person_id AND s.event = $3
+CROSS JOIN LATERAL (
+    SELECT coalesce(array_agg(f.first_at ORDER BY k.ord), '{}') AS times,
+           count(f.first_at) AS done, max(f.first_at) AS last
+    FROM unnest($4::text[]) WITH ORDINALITY AS k(event, ord)
+    LEFT JOIN event_firsts f ON f.tenant_id = $1 AND f.person_id = s.person_id AND f.event = k.event
+) steps";
+
+/// Merges the staged ticket events into `tickets`, and moves each ticket's
+/// opened and resolved counts to its new days. A ticket counts once its
+/// `Ticket Created` has arrived; the first reply is the first `Ticket
+/// Replied` whose `author_type` is `agent` or absent.
+const APPLY_TICKETS: &str = "
+WITH staged AS (
+    SELECT properties::jsonb ->> 'ticket_id' AS ticket_id,
+           min(time) FILTER (WHERE event = 'Ticket Created') AS created,
+           min(time) FILTER (WHERE event = 'Ticket Replied'
+                               AND coalesce(properties::jsonb ->> 'author_type', 'agent') = 'agent') AS replied,
+           min(time) FILTER (WHERE event = 'Ticket Resolved') AS resolved
+    FROM ingest_staging
+    WHERE tenant_id = $1 AND type = 'track'
+      AND event IN ('Ticket Created', 'Ticket Replied', 'Ticket Resolved')
+      AND properties::jsonb ->> 'ticket_id' IS NOT NULL
+    GROUP BY 1
+), merged AS (
+    SELECT s.ticket_id, t.created_at AS old_created, t.resolved_at AS old_resolved,
+           least(s.created, t.created_at) AS created, least(s.replied, t.first_reply_at) AS replied,
+           least(s.resolved, t.resolved_at) AS resolved
+    FROM staged s LEFT JOIN tickets t ON t.tenant_id = $1 AND t.ticket_id = s.ticket_id
+), written AS (
+    INSERT INTO tickets AS t (tenant_id, ticket_id, created_at, created_day, first_reply_at, resolved_at)
+    SELECT $1, ticket_id, created, (created AT TIME ZONE $2)::date, replied, resolved
+    FROM merged ORDER BY ticket_id
+    ON CONFLICT (tenant_id, ticket_id) DO UPDATE SET
+        created_at = excluded.created_at, created_day = excluded.created_day,
+        first_reply_at = excluded.first_reply_at, resolved_at = excluded.resolved_at
+), moves AS (
+    SELECT (created AT TIME ZONE $2)::date AS day, 1 AS opened, 0 AS resolved
+    FROM merged WHERE created IS NOT NULL
+    UNION ALL
+    SELECT (old_created AT TIME ZONE $2)::date, -1, 0 FROM merged WHERE old_created IS NOT NULL
+    UNION ALL
+    SELECT (resolved AT TIME ZONE $2)::date, 0, 1 FROM merged
+    WHERE created IS NOT NULL AND resolved IS NOT NULL
+    UNION ALL
+    SELECT (old_resolved AT TIME ZONE $2)::date, 0, -1 FROM merged
+    WHERE old_created IS NOT NULL AND old_resolved IS NOT NULL
+)
+INSERT INTO ticket_counts AS c (tenant_id, day, opened, resolved)
+SELECT $1, day, sum(opened), sum(resolved) FROM moves GROUP BY 2 ORDER BY 2
+ON CONFLICT (tenant_id, day) DO UPDATE SET opened = c.opened + excluded.opened,
+                                           resolved = c.resolved + excluded.resolved";
+
+/// Takes the tenant's rollup lock until the transaction ends (re-entrant).
+pub(crate) async fn lock(conn: &mut PgConnection, tenant_id: Uuid) -> Result<(), DbError> {
+    sqlx::query(LOCK)
+        .bind(tenant_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Creates the scratch tables on `conn` if this session has none yet.
+pub(crate) async fn prepare(conn: &mut PgConnection) -> Result<(), DbError> {
+    for statement in SCRATCH {
+        sqlx::query(statement).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Applies the staged rows of `tenant_id` (whose RLS context the
+/// transaction on `conn` has set) to the product and support rollups.
+/// The staged rows must be stored for the first time: a duplicate would be
+/// counted twice in `event_counts`.
+pub(crate) async fn apply_staged(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    staged: Staged,
+) -> Result<(), DbError> {
+    if !staged.activity && !staged.merges {
+        return Ok(());
+    }
+    lock(conn, tenant_id).await?;
+    // The writer turns nested loops off for its dedupe join (ADR 0007);
+    // these statements are index probes per staged row, which only nested
+    // loops make cheap.
+    let nested_loops: String = sqlx::query_scalar("SELECT current_setting('enable_nestloop')")
+        .fetch_one(&mut *conn)
+        .await?;
+    set_nested_loops(conn, "on").await?;
+    let settings: Settings =
+        sqlx::query_as("SELECT time_zone, signup_event, onboarding_steps FROM tenants")
+            .fetch_one(&mut *conn)
+            .await?;
+    let zone = settings.time_zone.as_str();
+    if staged.merges {
+        move_merged_ids(conn, tenant_id).await?;
+        settle_firsts(conn, tenant_id, &settings).await?;
+    }
+    if staged.activity {
+        empty(conn, "activity_delta").await?;
+        run(conn, ADD_STAGED_DAYS, tenant_id, zone).await?;
+        apply_activity(conn, tenant_id, 1).await?;
+        run(conn, ADD_EVENT_COUNTS, tenant_id, zone).await?;
+        if staged.tickets {
+            run(conn, APPLY_TICKETS, tenant_id, zone).await?;
+        }
+        run(conn, STAGE_STAGED_FIRSTS, tenant_id, zone).await?;
+        settle_firsts(conn, tenant_id, &settings).await?;
+    }
+    set_nested_loops(conn, &nested_loops).await
+}
+
+/// Sets `enable_nestloop` (`on` or `off`) until the transaction ends.
+async fn set_nested_loops(conn: &mut PgConnection, value: &str) -> Result<(), DbError> {
+    sqlx::query("SELECT set_config('enable_nestloop', $1, true)")
+        .bind(value)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Re-keys the rollup rows of ids that this batch merged into a person;
+/// stages the first uses the persons are offered.
+async fn move_merged_ids(conn: &mut PgConnection, tenant_id: Uuid) -> Result<(), DbError> {
+    let merged: Vec<(String, String)> = sqlx::query_as(MERGED_IDS)
+        .bind(tenant_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    if merged.is_empty() {
+        return Ok(());
+    }
+    let (ids, persons): (Vec<String>, Vec<String>) = merged.into_iter().unzip();
+    empty(conn, "activity_delta").await?;
+    sqlx::query(STAGE_MERGED_DAYS)
+        .bind(tenant_id)
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+    apply_activity(conn, tenant_id, -1).await?;
+    empty(conn, "activity_delta").await?;
+    sqlx::query(MOVE_MERGED_DAYS)
+        .bind(tenant_id)
+        .bind(&ids)
+        .bind(&persons)
+        .execute(&mut *conn)
+        .await?;
+    apply_activity(conn, tenant_id, 1).await?;
+    let offered: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(MOVE_MERGED_FIRSTS)
+        .bind(tenant_id)
+        .bind(&ids)
+        .bind(&persons)
+        .fetch_all(&mut *conn)
+        .await?;
+    let (mut people, mut events, mut times) = (Vec::new(), Vec::new(), Vec::new());
+    for (person, event, at) in offered {
+        people.push(person);
+        events.push(event);
+        times.push(at);
+    }
+    sqlx::query(OFFER_FIRSTS)
+        .bind(tenant_id)
+        .bind(people)
+        .bind(events)
+        .bind(times)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Writes the staged first uses, moves their adopters, refreshes the
+/// onboarding of the persons they touch, and empties the stage.
+async fn settle_firsts(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    settings: &Settings,
+) -> Result<(), DbError> {
+    run(conn, APPLY_FIRSTS, tenant_id, &settings.time_zone).await?;
+    sqlx::query(CLEAR_ONBOARDING)
+        .bind(tenant_id)
+        .bind(&settings.signup_event)
+        .bind(&settings.onboarding_steps)
+        .execute(&mut *conn)
+        .await?;
+    refresh_onboarding(conn, tenant_id, settings).await?;
+    empty(conn, "firsts_delta").await
+}
+
+/// Inserts the onboarding rows of the persons staged in `firsts_delta`.
+async fn refresh_onboarding(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    settings: &Settings,
+) -> Result<(), DbError> {
+    sqlx::query(REFRESH_ONBOARDING)
+        .bind(tenant_id)
+        .bind(&settings.time_zone)
+        .bind(&settings.signup_event)
+        .bind(&settings.onboarding_steps)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn apply_activity(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    sign: i64,
+) -> Result<(), DbError> {
+    sqlx::query(APPLY_ACTIVITY)
+        .bind(tenant_id)
+        .bind(sign)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Empties a scratch table (a constant name, never input). `DELETE`, as
+/// the tables are small: `TRUNCATE` costs a new file and catalog updates.
+async fn empty(conn: &mut PgConnection, table: &'static str) -> Result<(), DbError> {
+    sqlx::query(&format!("DELETE FROM {table}"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn run(
+    conn: &mut PgConnection,
+    statement: &str,
+    tenant_id: Uuid,
+    zone: &str,
+) -> Result<(), DbError> {
+    sqlx::query(statement)
+        .bind(tenant_id)
+        .bind(zone)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Recomputes every onboarding row of `tenant_id` from `event_firsts`,
+/// after its sign-up event or steps changed.
+pub(crate) async fn rebuild_onboarding(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+) -> Result<(), DbError> {
+    lock(conn, tenant_id).await?;
+    prepare(conn).await?;
+    let settings: Settings =
+        sqlx::query_as("SELECT time_zone, signup_event, onboarding_steps FROM tenants")
+            .fetch_one(&mut *conn)
+            .await?;
+    sqlx::query("DELETE FROM onboarding")
+        .execute(&mut *conn)
+        .await?;
+    empty(conn, "firsts_delta").await?;
+    sqlx::query(
+        "INSERT INTO firsts_delta (person_id, event, old_first, new_first)
+         SELECT person_id, event, first_at, first_at FROM event_firsts WHERE event = $1",
+    )
+    .bind(&settings.signup_event)
+    .execute(&mut *conn)
+    .await?;
+    refresh_onboarding(conn, tenant_id, &settings).await?;
+    empty(conn, "firsts_delta").await
+}
