@@ -31,6 +31,16 @@ impl TenantTx {
         self.tenant_id
     }
 
+    /// Plans every further statement of this transaction afresh, for the
+    /// tables' current size. For bulk loads in one transaction: a plan cached
+    /// while the tables were empty scans them whole once they have grown.
+    pub async fn plan_each_statement(&mut self) -> Result<(), DbError> {
+        sqlx::query("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
     /// Commits the transaction.
     pub async fn commit(self) -> Result<(), DbError> {
         self.tx.commit().await?;

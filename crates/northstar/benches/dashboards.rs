@@ -24,8 +24,8 @@
 //!    MAU on the last day, tickets opened, median first response) computed
 //!    straight from `events` for the same period, timed, and checked equal
 //!    to the served ones; the ratio raw ÷ warm p50.
-//! 5. **rebuild**: `northstar rollups rebuild` of the largest tenant, timed
-//!    (it holds the tenant's rollup lock while it runs).
+//! 5. **rebuild** (unless `--rebuild 0`): `northstar rollups rebuild` of the
+//!    largest tenant, timed (it holds the tenant's rollup lock while it runs).
 //!
 //! ```text
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
@@ -42,6 +42,7 @@
 //! | `NS_BENCH_REQUESTS` | `--requests` | 200 | warm requests per endpoint |
 //! | `NS_BENCH_COLD_RUNS` | `--cold-runs` | 5 | cold samples per endpoint |
 //! | `NS_BENCH_SEED` | `--seed` | 7 | generator seed |
+//! | `NS_BENCH_REBUILD` | `--rebuild` | 1 | 0: skip the rebuild phase |
 //! | `NS_BENCH_DATABASE` | | none | keep the loaded database under this name |
 //! | `NS_BENCH_RESTART_PG` | | none | command that restarts PostgreSQL before each cold sample |
 //!
@@ -88,6 +89,7 @@ struct Config {
     requests: usize,
     cold_runs: usize,
     seed: u64,
+    rebuild: bool,
     database: Option<String>,
     restart_pg: Option<String>,
 }
@@ -118,6 +120,7 @@ impl Config {
             requests: usize::try_from(get("--requests", "NS_BENCH_REQUESTS", 200)?)?,
             cold_runs: usize::try_from(get("--cold-runs", "NS_BENCH_COLD_RUNS", 5)?)?,
             seed: get("--seed", "NS_BENCH_SEED", 7)?,
+            rebuild: get("--rebuild", "NS_BENCH_REBUILD", 1)? != 0,
             database: std::env::var("NS_BENCH_DATABASE").ok(),
             restart_pg: std::env::var("NS_BENCH_RESTART_PG").ok(),
         };
@@ -250,15 +253,11 @@ async fn run(config: Config) -> Result<()> {
     check_raw_equals_served(&raw.numbers, &served)?;
     app.stop().await?;
 
-    let pool = app_pool(&database).await?;
-    let started = Instant::now();
-    let mut tx = TenantTx::begin(&pool, largest.1).await?;
-    rollup::rebuild(&mut tx).await?;
-    let revenue_rebuild = started.elapsed();
-    let calls = product::rebuild(&mut tx).await?;
-    tx.commit().await?;
-    let rebuild = started.elapsed();
-    pool.close().await;
+    let rebuild = if config.rebuild {
+        Some(rebuild_largest(&database, largest.1).await?)
+    } else {
+        None
+    };
 
     let overview_warm = warm
         .iter()
@@ -268,7 +267,10 @@ async fn run(config: Config) -> Result<()> {
     let report = json!({
         "machine": machine(),
         "period": {"from": from, "to": to, "granularity": "day", "compare": "previous_period"},
-        "largest_tenant": {"customers": config.largest_customers, "events": loads[0].events},
+        "largest_tenant": {
+            "customers": config.largest_customers,
+            "events_loaded_now": loads.first().map(|l| l.events),
+        },
         "cold_ms": cold.iter().map(|(e, s)| (e.to_string(), s.json())).collect::<serde_json::Map<_, _>>(),
         "warm_ms": warm.iter().map(|(e, s)| (e.to_string(), s.json())).collect::<serde_json::Map<_, _>>(),
         "warm_every_tenant_ms": across.iter().map(|(e, s)| (e.to_string(), s.json())).collect::<serde_json::Map<_, _>>(),
@@ -277,14 +279,29 @@ async fn run(config: Config) -> Result<()> {
             "numbers": raw.numbers,
             "ratio_raw_to_served_overview_p50": round2(raw.elapsed.as_secs_f64() * 1e3 / overview_warm),
         },
-        "rebuild_largest": {
-            "revenue_s": round2(revenue_rebuild.as_secs_f64()),
-            "total_s": round2(rebuild.as_secs_f64()),
-            "calls": calls,
-        },
+        "rebuild_largest": rebuild,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+/// Rebuilds the tenant's rollups as `northstar rollups rebuild` does; the
+/// seconds of its revenue half and of the whole, and the calls read.
+async fn rebuild_largest(database: &Database, tenant: Uuid) -> Result<Value> {
+    let pool = app_pool(database).await?;
+    let started = Instant::now();
+    let mut tx = TenantTx::begin(&pool, tenant).await?;
+    rollup::rebuild(&mut tx).await?;
+    let revenue = started.elapsed();
+    let calls = product::rebuild(&mut tx).await?;
+    tx.commit().await?;
+    let total = started.elapsed();
+    pool.close().await;
+    Ok(json!({
+        "revenue_s": round2(revenue.as_secs_f64()),
+        "total_s": round2(total.as_secs_f64()),
+        "calls": calls,
+    }))
 }
 
 /// Provisions and loads the tenants (or finds them loaded); answers each

@@ -266,6 +266,7 @@ async fn load_billing(
     bar: &ProgressBar,
 ) -> anyhow::Result<usize> {
     let mut tx = TenantTx::begin(pool, tenant_id).await?;
+    tx.plan_each_statement().await?;
     for plan in company.plans() {
         plans::upsert(&mut tx, &plan).await?;
     }
