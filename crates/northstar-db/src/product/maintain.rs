@@ -13,7 +13,6 @@
 //! `d`; so each day `d` of D counts for the windows that hold no day of B∪D
 //! before it and no day of B after it.
 
-use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -91,8 +90,9 @@ WITH gone AS (
 )
 INSERT INTO activity_delta (person_id, day) SELECT person_id, day FROM moved";
 
-/// Moves the first uses of merged ids: removed from the merged id (staged as
-/// a change to nothing) and offered to the person.
+/// Moves the first uses of merged ids: each is staged as a change to
+/// nothing for the merged id, and as an earlier first use for the person
+/// where it is one.
 const MOVE_MERGED_FIRSTS: &str = "
 WITH gone AS (
     DELETE FROM event_firsts WHERE tenant_id = $1 AND person_id = ANY($2)
@@ -100,9 +100,16 @@ WITH gone AS (
 ), removed AS (
     INSERT INTO firsts_delta (person_id, event, old_first, new_first)
     SELECT person_id, event, first_at, NULL FROM gone
+), offered AS (
+    SELECT m.person_id, g.event, min(g.first_at) AS first_at
+    FROM gone g JOIN unnest($2::text[], $3::text[]) AS m(merged_id, person_id) ON m.merged_id = g.person_id
+    GROUP BY 1, 2
 )
-SELECT m.person_id, g.event, g.first_at
-FROM gone g JOIN unnest($2::text[], $3::text[]) AS m(merged_id, person_id) ON m.merged_id = g.person_id";
+INSERT INTO firsts_delta (person_id, event, old_first, new_first)
+SELECT o.person_id, o.event, f.first_at, o.first_at
+FROM offered o
+LEFT JOIN event_firsts f ON f.tenant_id = $1 AND f.person_id = o.person_id AND f.event = o.event
+WHERE f.first_at IS NULL OR o.first_at < f.first_at";
 
 /// The person and local day of every staged track, page and screen call,
 /// added to `activity_days`; the new ones are staged as a delta.
@@ -166,20 +173,6 @@ FROM ingest_staging
 WHERE tenant_id = $1 AND type IN ('track', 'page', 'screen')
 GROUP BY 2, 3, 4 ORDER BY 3, 2, 4
 ON CONFLICT (tenant_id, type, day, name) DO UPDATE SET count = c.count + excluded.count";
-
-/// Offers first uses ($2 persons, $3 events, $4 times) and stages every
-/// earlier one as a change.
-const OFFER_FIRSTS: &str = "
-WITH offered AS (
-    SELECT person_id, event, min(first_at) AS first_at
-    FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS o(person_id, event, first_at)
-    GROUP BY 1, 2
-)
-INSERT INTO firsts_delta (person_id, event, old_first, new_first)
-SELECT o.person_id, o.event, f.first_at, o.first_at
-FROM offered o
-LEFT JOIN event_firsts f ON f.tenant_id = $1 AND f.person_id = o.person_id AND f.event = o.event
-WHERE f.first_at IS NULL OR o.first_at < f.first_at";
 
 /// Stages the first uses that the staged track calls make earlier.
 const STAGE_STAGED_FIRSTS: &str = "
@@ -355,7 +348,7 @@ async fn set_nested_loops(conn: &mut PgConnection, value: &str) -> Result<(), Db
 }
 
 /// Re-keys the rollup rows of ids that this batch merged into a person;
-/// stages the first uses the persons are offered.
+/// stages the changes of first uses.
 async fn move_merged_ids(conn: &mut PgConnection, tenant_id: Uuid) -> Result<(), DbError> {
     let merged: Vec<(String, String)> = sqlx::query_as(MERGED_IDS)
         .bind(tenant_id)
@@ -380,23 +373,10 @@ async fn move_merged_ids(conn: &mut PgConnection, tenant_id: Uuid) -> Result<(),
         .execute(&mut *conn)
         .await?;
     apply_activity(conn, tenant_id, 1).await?;
-    let offered: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(MOVE_MERGED_FIRSTS)
+    sqlx::query(MOVE_MERGED_FIRSTS)
         .bind(tenant_id)
         .bind(&ids)
         .bind(&persons)
-        .fetch_all(&mut *conn)
-        .await?;
-    let (mut people, mut events, mut times) = (Vec::new(), Vec::new(), Vec::new());
-    for (person, event, at) in offered {
-        people.push(person);
-        events.push(event);
-        times.push(at);
-    }
-    sqlx::query(OFFER_FIRSTS)
-        .bind(tenant_id)
-        .bind(people)
-        .bind(events)
-        .bind(times)
         .execute(&mut *conn)
         .await?;
     Ok(())
