@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Utc};
 use northstar_db::memberships::Role;
 use serde_json::{Value, json};
 
-use crate::support::{Persona, Sdk, TestApp};
+use crate::support::{Persona, Sdk, TestApp, billing};
 
 /// A tenant's owner, its SDK and its slug.
 struct Product {
@@ -69,14 +69,7 @@ impl Product {
     }
 
     async fn billing(&self, path: &str, body: Value) {
-        let response = self
-            .owner
-            .post(
-                &format!("/api/v1/tenants/{}/billing/{path}", self.slug),
-                body,
-            )
-            .await;
-        assert_eq!(response.status, 200, "{path}: {}", response.body);
+        billing::post(&self.owner, &self.slug, path, body).await;
     }
 
     /// Customer `id` paying `cents` a month for `[start, end)`.

@@ -10,52 +10,12 @@ use chrono::{Datelike, Months, NaiveDate};
 use northstar_db::memberships::Role;
 use serde_json::{Value, json};
 
-use crate::support::{Persona, TestApp, TestTenant};
-
-/// A tenant's owner, who writes billing data and reads cohorts.
-struct Billing {
-    owner: Persona,
-    tenant: TestTenant,
-    slug: String,
-}
+use crate::support::{TestApp, billing::Billing};
 
 impl Billing {
-    async fn new(app: &TestApp) -> Self {
-        let tenant = app.tenant("acme").await;
-        Billing {
-            owner: app.owner(&tenant).await,
-            slug: tenant.slug.clone(),
-            tenant,
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) {
-        let response = self
-            .owner
-            .post(
-                &format!("/api/v1/tenants/{}/billing/{path}", self.slug),
-                body,
-            )
-            .await;
-        assert_eq!(response.status, 200, "{path}: {}", response.body);
-    }
-
-    async fn customer(&self, id: &str) {
-        self.post("customers", json!({ "external_id": id, "name": id }))
-            .await;
-    }
-
-    /// An invoice of one subscription line: `cents` for `[start, end)`.
-    async fn invoice(&self, id: &str, customer: &str, line: Value) {
-        self.post(
-            "invoices",
-            json!({
-                "external_id": id, "customer_external_id": customer,
-                "date": line["service_period_start"], "currency": "USD",
-                "line_items": [line],
-            }),
-        )
-        .await;
+    /// A USD invoice of one line.
+    async fn usd_invoice(&self, id: &str, customer: &str, line: Value) {
+        self.invoice(id, customer, "USD", vec![line]).await;
     }
 
     async fn cohorts(&self, query: &str) -> Value {
@@ -113,25 +73,25 @@ async fn fixture(billing: &Billing) {
     }
     // Three months for $300 is $100 MRR; then three for $450 is $150.
     billing
-        .invoice("a1", "a", line("sa", "2026-01-10", "2026-04-10", 30_000))
+        .usd_invoice("a1", "a", line("sa", "2026-01-10", "2026-04-10", 30_000))
         .await;
     billing
-        .invoice("a2", "a", line("sa", "2026-04-10", "2026-07-10", 45_000))
+        .usd_invoice("a2", "a", line("sa", "2026-04-10", "2026-07-10", 45_000))
         .await;
     billing
-        .invoice("b1", "b", line("sb", "2026-01-20", "2026-03-20", 10_000))
+        .usd_invoice("b1", "b", line("sb", "2026-01-20", "2026-03-20", 10_000))
         .await;
     billing
-        .invoice("b2", "b", line("sb2", "2026-05-05", "2026-08-05", 15_000))
+        .usd_invoice("b2", "b", line("sb2", "2026-05-05", "2026-08-05", 15_000))
         .await;
     billing
-        .invoice("c1", "c", line("sc", "2026-02-20", "2026-06-20", 80_000))
+        .usd_invoice("c1", "c", line("sc", "2026-02-20", "2026-06-20", 80_000))
         .await;
     billing
-        .invoice("d1", "d", line("sd", "2026-06-18", "2026-07-18", 5_000))
+        .usd_invoice("d1", "d", line("sd", "2026-06-18", "2026-07-18", 5_000))
         .await;
     billing
-        .invoice("e1", "e", line("se", "2025-12-01", "2026-12-01", 120_000))
+        .usd_invoice("e1", "e", line("se", "2025-12-01", "2026-12-01", 120_000))
         .await;
 }
 
@@ -249,7 +209,7 @@ async fn a_cohort_is_the_month_of_the_first_payment_in_the_tenants_time_zone() {
     let mut late = line("s1", "2026-03-01", "2026-04-01", 5_000);
     late["service_period_start"] = json!("2026-03-01T03:00:00Z");
     late["service_period_end"] = json!("2026-04-01T03:00:00Z");
-    billing.invoice("in1", "c1", late).await;
+    billing.usd_invoice("in1", "c1", late).await;
     let months = |table: &Value| -> Vec<(String, i64)> {
         table["cohorts"]
             .as_array()
@@ -481,7 +441,7 @@ async fn incremental_cohorts_equal_a_rebuild_and_the_movements() {
         let cents = [0, 2_900, 4_900, 9_900][rng.gen_range(0..4)] * i64::from(months);
         let invoice = format!("in{}", rng.gen_range(0..40));
         billing
-            .invoice(
+            .usd_invoice(
                 &invoice,
                 &customer,
                 line(&subscription, &start.to_string(), &end.to_string(), cents),

@@ -4,55 +4,13 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Persona, TestApp};
-
-/// A tenant's owner and the paths they use.
-struct Billing {
-    owner: Persona,
-    slug: String,
-}
+use crate::support::{TestApp, billing::Billing};
 
 impl Billing {
-    async fn new(app: &TestApp) -> Self {
-        let tenant = app.tenant("acme").await;
-        Billing {
-            owner: app.owner(&tenant).await,
-            slug: tenant.slug,
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) {
-        let response = self
-            .owner
-            .post(
-                &format!("/api/v1/tenants/{}/billing/{path}", self.slug),
-                body,
-            )
-            .await;
-        assert_eq!(response.status, 200, "{path}: {}", response.body);
-    }
-
-    async fn customer(&self, id: &str) {
-        self.post("customers", json!({ "external_id": id, "name": id }))
-            .await;
-    }
-
     async fn plan(&self, id: &str, unit: &str, count: i32) {
         self.post(
             "plans",
             json!({ "external_id": id, "name": id, "interval_unit": unit, "interval_count": count }),
-        )
-        .await;
-    }
-
-    async fn invoice(&self, id: &str, customer: &str, currency: &str, lines: Vec<Value>) {
-        self.post(
-            "invoices",
-            json!({
-                "external_id": id, "customer_external_id": customer,
-                "date": lines[0]["service_period_start"], "currency": currency,
-                "line_items": lines,
-            }),
         )
         .await;
     }

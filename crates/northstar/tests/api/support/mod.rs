@@ -6,6 +6,8 @@
     reason = "each test module uses a different part of the support"
 )]
 
+pub mod billing;
+
 use std::{
     io::Write,
     process::{Command, Output, Stdio},
