@@ -1474,6 +1474,7 @@ async fn run(config: Config) -> Result<()> {
                 queue_bytes: config.queue_bytes,
                 writers: config.writers,
                 batch_rows: config.batch_rows,
+                ..PipelineSettings::DEFAULT
             },
             rates: "free=1000,enterprise=10000000"
                 .parse()
@@ -1523,6 +1524,7 @@ async fn run(config: Config) -> Result<()> {
         ensure_stored_exactly_once(&stored, acked, "sustained")?;
         report.batches = Some((stored.batches, stored.events));
         report.sustained = Some(sustained);
+        report.rollup_backlog = Some(rollup_backlog(&mut admin).await?);
     }
     sqlx::query("TRUNCATE events, event_message_ids")
         .execute(&mut admin)
@@ -1660,6 +1662,32 @@ struct Report {
     raw: Option<(u64, Duration)>,
     /// Sustained phase: writer transactions and rows.
     batches: Option<(i64, i64)>,
+    /// After the sustained phase: calls left in the rollup inbox, and how
+    /// long the rollup worker took to apply them.
+    rollup_backlog: Option<(i64, Duration)>,
+}
+
+/// The calls in the rollup inbox now, and the time until the rollup worker
+/// has applied them all (at most ten minutes).
+async fn rollup_backlog(admin: &mut PgConnection) -> Result<(i64, Duration)> {
+    let started = Instant::now();
+    let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM rollup_inbox")
+        .fetch_one(&mut *admin)
+        .await?;
+    loop {
+        let left: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rollup_inbox)")
+            .fetch_one(&mut *admin)
+            .await?;
+        if !left || started.elapsed() > Duration::from_secs(600) {
+            let applied_in = started.elapsed();
+            println!(
+                "  rollups: {backlog} calls in the inbox at the end, applied {:.1} s later",
+                applied_in.as_secs_f64()
+            );
+            return Ok((backlog, applied_in));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 impl Report {
@@ -1735,6 +1763,12 @@ impl Report {
                 rows as f64 / batches.max(1) as f64
             );
         }
+        if let Some((backlog, applied_in)) = self.rollup_backlog {
+            println!(
+                "sustained: {backlog} calls awaited the rollup worker at the end, applied {:.1} s later",
+                applied_in.as_secs_f64()
+            );
+        }
         if let Some(recovery) = &self.recovery {
             println!(
                 "recovery after overload: {} in {:.1} ms",
@@ -1772,6 +1806,13 @@ impl Report {
         summary.insert("sustained".into(), json!(phase_json(&self.sustained)));
         summary.insert("half".into(), json!(phase_json(&self.half)));
         summary.insert("overload".into(), json!(phase_json(&self.overload)));
+        summary.insert(
+            "rollup_backlog".into(),
+            json!(self.rollup_backlog.map(|(calls, applied_in)| json!({
+                "calls": calls,
+                "applied_in_s": round2(applied_in.as_secs_f64()),
+            }))),
+        );
         summary.insert("raw_rows_per_s".into(), json!(raw_rate.map(f64::round)));
         summary.insert("sustained_over_raw".into(), json!(ratio.map(round2)));
         println!("{}", Value::Object(summary));

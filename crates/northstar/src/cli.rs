@@ -363,8 +363,8 @@ async fn rebuild_rollups(pool: &PgPool, slug: &str) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let mut tx = TenantTx::begin(pool, tenant_id).await?;
     let customers = rollup::rebuild(&mut tx).await?;
-    let calls = product::rebuild(&mut tx).await?;
     tx.commit().await?;
+    let calls = product::rebuild(pool, tenant_id).await?;
     let plural = if customers == 1 { "" } else { "s" };
     println!(
         "Rebuilt the rollups of {slug}: revenue from {customers} customer{plural}, \

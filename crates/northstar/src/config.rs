@@ -147,6 +147,11 @@ pub struct ServerConfig {
     #[arg(long, env = "NORTHSTAR_INGEST_BATCH_ROWS", default_value_t = PipelineSettings::DEFAULT.batch_rows)]
     pub ingest_batch_rows: usize,
 
+    /// Milliseconds between the rollup worker's passes over the rollup
+    /// inbox: how long the dashboards may lag behind acknowledged events.
+    #[arg(long, env = "NORTHSTAR_ROLLUP_INTERVAL_MS", default_value_t = 1000)]
+    pub rollup_interval_ms: u64,
+
     /// Messages per second each write key may send, by tenant plan
     /// (`plan=rate,…`; unknown plans get the lowest); bursts of ten seconds' worth.
     #[arg(long, env = "NORTHSTAR_INGEST_RATE_LIMITS", default_value = DEFAULT_PLAN_RATES)]
@@ -220,6 +225,12 @@ impl ServerConfig {
                 reason: "must be between 1 and 100000".into(),
             });
         }
+        if !(10..=60_000).contains(&self.rollup_interval_ms) {
+            return Err(ConfigError {
+                variable: "NORTHSTAR_ROLLUP_INTERVAL_MS",
+                reason: "must be between 10 and 60000".into(),
+            });
+        }
         Ok(HttpSettings {
             public_origin,
             secure_cookies,
@@ -231,6 +242,7 @@ impl ServerConfig {
                     queue_bytes: self.ingest_queue_bytes,
                     writers: self.ingest_writers,
                     batch_rows: self.ingest_batch_rows,
+                    rollup_interval: Duration::from_millis(self.rollup_interval_ms),
                 },
                 rates: self.ingest_rate_limits.clone(),
             },

@@ -1,10 +1,7 @@
 //! A batch of encoded rows from many tenants, and the writer that stores it
 //! in one transaction.
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    time::{Duration, Instant},
-};
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Datelike, Utc};
 use sqlx::{Connection, PgConnection, postgres::PgConnectOptions};
@@ -14,10 +11,7 @@ use super::{
     partitions::ensure_partitions_on,
     row::{COLUMNS, EventRow, MessageType, message_hash},
 };
-use crate::{
-    DbError,
-    product::maintain::{self, Staged},
-};
+use crate::{DbError, product::inbox};
 
 /// Rows (and rejection counts) of many tenants, to be written together.
 #[derive(Default)]
@@ -39,7 +33,6 @@ struct Part {
     group: bool,
     alias: bool,
     activity: bool,
-    tickets: bool,
     rejected: BTreeMap<String, u64>,
 }
 
@@ -52,8 +45,6 @@ pub struct TenantOutcome {
     pub stored: u64,
     /// Messages whose id was already stored (retries), now dropped.
     pub duplicates: u64,
-    /// Time spent maintaining the tenant's product rollups.
-    pub rollups: Duration,
 }
 
 impl Batch {
@@ -76,11 +67,7 @@ impl Batch {
             MessageType::Identify => part.identify = true,
             MessageType::Group => part.group = true,
             MessageType::Alias => part.alias = true,
-            MessageType::Track => {
-                part.activity = true;
-                part.tickets |= row.event.as_deref().is_some_and(is_ticket_event);
-            }
-            MessageType::Page | MessageType::Screen => part.activity = true,
+            MessageType::Track | MessageType::Page | MessageType::Screen => part.activity = true,
         }
         self.earliest = Some(self.earliest.map_or(row.time, |t| t.min(row.time)));
         self.latest = Some(self.latest.map_or(row.time, |t| t.max(row.time)));
@@ -150,7 +137,7 @@ pub(crate) const STAGING: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS ingest_st
 
 /// Records the tenant's new message ids, inserts the events they belong
 /// to, and drops the other (duplicate) rows from the staging table, so that
-/// the rollups read only what was stored; answers how many were new.
+/// the rollup inbox gets only what was stored; answers how many were new.
 const STORE_EVENTS: &str = "
 WITH fresh AS (
     INSERT INTO event_message_ids (tenant_id, message_hash)
@@ -250,7 +237,6 @@ impl BatchWriter {
             .await
             .map_err(DbError::Unavailable)?;
         sqlx::query(STAGING).execute(&mut conn).await?;
-        maintain::prepare(&mut conn).await?;
         // The staging table has no statistics, so PostgreSQL guesses a batch
         // is a row or two, and a prepared statement keeps the plan it made
         // for the first small batches: a nested loop over staging rows, which
@@ -322,7 +308,9 @@ impl BatchWriter {
 /// What to do for one tenant of a batch.
 struct PartPlan {
     rows: u64,
-    staged: Staged,
+    /// Whether the rollups read any of the rows (track, page, screen,
+    /// identify or alias calls).
+    for_rollups: bool,
     duplicates_in_batch: u64,
     statements: Vec<&'static str>,
     outcomes: Vec<&'static str>,
@@ -344,11 +332,7 @@ impl PartPlan {
         }
         let mut plan = PartPlan {
             rows: part.rows,
-            staged: Staged {
-                activity: part.activity,
-                merges: part.identify || part.alias,
-                tickets: part.tickets,
-            },
+            for_rollups: part.activity || part.identify || part.alias,
             duplicates_in_batch: part.duplicates_in_batch,
             statements,
             outcomes: Vec::new(),
@@ -389,11 +373,9 @@ async fn store_part(
             .execute(&mut *conn)
             .await?;
     }
-    let started = Instant::now();
-    if stored > 0 {
-        maintain::apply_staged(conn, tenant_id, plan.staged).await?;
+    if stored > 0 && plan.for_rollups {
+        inbox::enqueue(conn, tenant_id).await?;
     }
-    let rollups = started.elapsed();
     let duplicates = plan.rows - stored + plan.duplicates_in_batch;
     plan.outcomes.extend(["stored", "duplicate"]);
     plan.reasons.extend([String::new(), String::new()]);
@@ -409,13 +391,7 @@ async fn store_part(
         tenant_id,
         stored,
         duplicates,
-        rollups,
     })
-}
-
-/// Whether a track event is one of the support ticket events.
-fn is_ticket_event(event: &str) -> bool {
-    ["Ticket Created", "Ticket Replied", "Ticket Resolved"].contains(&event)
 }
 
 /// `year * 12 + month0`: consecutive months are consecutive numbers.

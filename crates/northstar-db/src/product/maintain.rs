@@ -1,8 +1,8 @@
 //! Keeps the product and support rollups up to date with the rows of one
-//! tenant in the `ingest_staging` table: the batch writer calls
-//! [`apply_staged`] in the transaction that stores them, and
-//! [`super::rebuild`] feeds the tenant's stored events through the same
-//! statements.
+//! tenant in the `ingest_staging` table: the rollup worker
+//! ([`super::inbox`]) stages a chunk of the rollup inbox there and calls
+//! [`apply_staged`], and [`super::rebuild`] feeds the tenant's stored
+//! events through the same statements.
 //!
 //! Every statement is a delta: it reads what the staged rows change and
 //! adjusts the rollups by exactly that, so a batch costs in proportion to its
@@ -53,10 +53,9 @@ struct Settings {
     onboarding_steps: Vec<String>,
 }
 
-/// Serialises rollup maintenance per tenant across writers: every delta
-/// reads the rollups it adjusts.
-const LOCK: &str =
-    "SELECT pg_advisory_xact_lock(hashtextextended('northstar.product.' || $1::text, 0))";
+/// The advisory lock that serialises rollup maintenance per tenant (every
+/// delta reads the rollups it adjusts), of the tenant bound as `$1`.
+const LOCK_KEY: &str = "hashtextextended('northstar.product.' || $1::text, 0)";
 
 /// Ids that identity links merged into another person in this batch, and
 /// that still key rows: (merged id, person).
@@ -280,7 +279,30 @@ ON CONFLICT (tenant_id, day) DO UPDATE SET opened = c.opened + excluded.opened,
 
 /// Takes the tenant's rollup lock until the transaction ends (re-entrant).
 pub(crate) async fn lock(conn: &mut PgConnection, tenant_id: Uuid) -> Result<(), DbError> {
-    sqlx::query(LOCK)
+    sqlx::query(&format!("SELECT pg_advisory_xact_lock({LOCK_KEY})"))
+        .bind(tenant_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Takes the tenant's rollup lock for the session, until
+/// [`unlock_session`]: before a transaction whose snapshot must follow
+/// every rollup change made so far.
+pub(crate) async fn lock_session(conn: &mut PgConnection, tenant_id: Uuid) -> Result<(), DbError> {
+    sqlx::query(&format!("SELECT pg_advisory_lock({LOCK_KEY})"))
+        .bind(tenant_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Releases the lock [`lock_session`] took.
+pub(crate) async fn unlock_session(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+) -> Result<(), DbError> {
+    sqlx::query(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"))
         .bind(tenant_id)
         .execute(&mut *conn)
         .await?;
@@ -297,6 +319,8 @@ pub(crate) async fn prepare(conn: &mut PgConnection) -> Result<(), DbError> {
 
 /// Applies the staged rows of `tenant_id` (whose RLS context the
 /// transaction on `conn` has set) to the product and support rollups.
+/// Its statements are index probes per staged row, which need nested loops
+/// (on by default; the batch writer's connection turns them off).
 /// The staged rows must be stored for the first time: a duplicate would be
 /// counted twice in `event_counts`.
 pub(crate) async fn apply_staged(
@@ -308,13 +332,6 @@ pub(crate) async fn apply_staged(
         return Ok(());
     }
     lock(conn, tenant_id).await?;
-    // The writer turns nested loops off for its dedupe join (ADR 0007);
-    // these statements are index probes per staged row, which only nested
-    // loops make cheap.
-    let nested_loops: String = sqlx::query_scalar("SELECT current_setting('enable_nestloop')")
-        .fetch_one(&mut *conn)
-        .await?;
-    set_nested_loops(conn, "on").await?;
     let settings: Settings =
         sqlx::query_as("SELECT time_zone, signup_event, onboarding_steps FROM tenants")
             .fetch_one(&mut *conn)
@@ -335,15 +352,6 @@ pub(crate) async fn apply_staged(
         run(conn, STAGE_STAGED_FIRSTS, tenant_id, zone).await?;
         settle_firsts(conn, tenant_id, &settings).await?;
     }
-    set_nested_loops(conn, &nested_loops).await
-}
-
-/// Sets `enable_nestloop` (`on` or `off`) until the transaction ends.
-async fn set_nested_loops(conn: &mut PgConnection, value: &str) -> Result<(), DbError> {
-    sqlx::query("SELECT set_config('enable_nestloop', $1, true)")
-        .bind(value)
-        .execute(&mut *conn)
-        .await?;
     Ok(())
 }
 

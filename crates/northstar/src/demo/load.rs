@@ -2,8 +2,8 @@
 //! functions and batch writer as the API and ingestion.
 //!
 //! Order matters for a load that stops half-way: the tenant's settings
-//! first (the product rollups the writer maintains depend on its time zone,
-//! sign-up event and onboarding steps), then the events, then the billing
+//! first (the product rollups depend on its time zone, sign-up event and
+//! onboarding steps), then the events, then the billing
 //! data in one transaction. `northstar demo` loads a tenant only while it
 //! has no billing customers, so an interrupted load is redone on the next
 //! run, its events deduplicated by message id, rather than left half-done.
@@ -20,12 +20,12 @@ use northstar_db::{
     TenantTx,
     billing::{customers, exchange_rates, invoices, plans, rollup},
     ingest::{Batch, BatchWriter},
-    product,
+    product::{self, inbox::RollupWorker},
     tenants::{self, TenantChanges},
 };
 use sqlx::{PgPool, postgres::PgConnectOptions};
 use tokio::{
-    sync::{Mutex, mpsc},
+    sync::{Mutex, mpsc, watch},
     task::JoinSet,
 };
 use uuid::Uuid;
@@ -34,11 +34,12 @@ use super::company::{Company, CompanyShape, ONBOARDING_STEPS, SIGNUP_EVENT};
 
 /// Rows per batch written (one `COPY`, one commit), as ingestion's default.
 const BATCH_ROWS: u64 = 5_000;
-/// Concurrent batch writers (connections). Two store one tenant's events
-/// barely faster than one (8,500 against 8,300 a second for 500 customers
-/// here), since the writers take turns maintaining the tenant's product
-/// rollups; the second overlaps its `COPY` with the first's rollups.
+/// Concurrent batch writers (connections), as ingestion's default.
 const EVENT_WRITERS: usize = 2;
+/// Inbox rows the rollup worker applies per transaction.
+const ROLLUP_CHUNK_ROWS: i64 = 50_000;
+/// How long the rollup worker waits when the inbox is empty.
+const ROLLUP_IDLE: Duration = Duration::from_millis(200);
 /// Batches generated ahead of the writers.
 const BATCHES_AHEAD: usize = 4;
 /// Longest event retention a tenant may have, in days.
@@ -59,9 +60,11 @@ pub struct LoadStats {
     pub batches: u64,
     /// Time spent on events.
     pub events_time: Duration,
-    /// Time the writers spent maintaining the product rollups, summed over
-    /// writers (part of `events_time`).
+    /// Time the rollup worker spent applying the rollup inbox (while the
+    /// writers wrote, and after them until it was empty; part of `events_time`).
     pub rollups_time: Duration,
+    /// Inbox chunks the rollup worker applied.
+    pub rollup_chunks: u64,
     /// Time spent on billing, revenue rollups included.
     pub billing_time: Duration,
     /// Time of the whole load, generation included.
@@ -123,6 +126,7 @@ pub async fn load_company(
         batches: written.batches,
         events_time,
         rollups_time: written.rollups,
+        rollup_chunks: written.rollup_chunks,
         billing_time: billing_started.elapsed(),
         total_time: started.elapsed(),
     })
@@ -167,14 +171,18 @@ async fn apply_settings(
     {
         rollup::rebuild(&mut tx).await?;
     }
-    if after.time_zone != before.time_zone {
-        product::rebuild(&mut tx).await?;
+    let zone_changed = after.time_zone != before.time_zone;
+    if zone_changed {
+        product::request_rebuild(&mut tx).await?;
     } else if (&after.signup_event, &after.onboarding_steps)
         != (&before.signup_event, &before.onboarding_steps)
     {
         product::rebuild_onboarding(&mut tx).await?;
     }
     tx.commit().await?;
+    if zone_changed {
+        product::rebuild_if_requested(pool, tenant_id).await?;
+    }
     Ok(())
 }
 
@@ -185,10 +193,12 @@ struct Written {
     stored: u64,
     batches: u64,
     rollups: Duration,
+    rollup_chunks: u64,
 }
 
 /// Streams the company's events into the tenant: a blocking thread
-/// generates batches a few ahead of the writers.
+/// generates batches a few ahead of the writers, and a rollup worker
+/// applies what they record in the rollup inbox as they go.
 async fn load_events(
     options: &PgConnectOptions,
     tenant_id: Uuid,
@@ -228,7 +238,6 @@ async fn load_events(
                 let Some(batch) = next else { break };
                 for outcome in writer.write(&batch).await? {
                     written.stored += outcome.stored;
-                    written.rollups += outcome.rollups;
                 }
                 written.batches += 1;
                 bar.inc(batch.rows());
@@ -240,15 +249,49 @@ async fn load_events(
     // Only the writers hold the receiver now: if they all fail, the
     // generator's next send fails and it stops.
     drop(receiver);
+    let (writing, written_all) = watch::channel(false);
+    let rollups = tokio::spawn(apply_rollups(options.clone(), tenant_id, written_all));
     let mut total = Written::default();
     while let Some(done) = writers.join_next().await {
         let written = done.context("an event writer")?.context("writing events")?;
         total.stored += written.stored;
         total.batches += written.batches;
-        total.rollups += written.rollups;
     }
+    let _ = writing.send(true);
+    (total.rollups, total.rollup_chunks) = rollups
+        .await
+        .context("the rollup worker")?
+        .context("applying the rollup inbox")?;
     total.generated = generator.await.context("generating events")?;
     Ok(total)
+}
+
+/// Applies the tenant's rollup inbox as the writers fill it, and what is
+/// left once `written_all` turns true; answers the time spent applying and
+/// the number of chunks.
+async fn apply_rollups(
+    options: PgConnectOptions,
+    tenant_id: Uuid,
+    written_all: watch::Receiver<bool>,
+) -> anyhow::Result<(Duration, u64)> {
+    let mut worker = RollupWorker::connect(&options).await?;
+    let mut spent = Duration::ZERO;
+    let mut chunks = 0;
+    loop {
+        let done = *written_all.borrow();
+        let started = Instant::now();
+        let applied = worker.apply_chunk(tenant_id, ROLLUP_CHUNK_ROWS).await?;
+        if applied > 0 {
+            spent += started.elapsed();
+            chunks += 1;
+        } else if done {
+            break;
+        } else {
+            tokio::time::sleep(ROLLUP_IDLE).await;
+        }
+    }
+    worker.close().await;
+    Ok((spent, chunks))
 }
 
 /// Writes plans, exchange rates, customers and their invoices, then

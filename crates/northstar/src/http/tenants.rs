@@ -1,6 +1,6 @@
 //! A tenant as its members see it, and its audit log.
 
-use axum::Json;
+use axum::{Json, extract::State};
 use northstar_db::{
     audit::{self, AuditEntry},
     billing::rollup,
@@ -11,6 +11,8 @@ use northstar_db::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
+
+use crate::state::AppState;
 
 use super::{
     error::{ApiError, FieldError, Problem},
@@ -76,6 +78,7 @@ pub struct TenantUpdate {
     )
 )]
 pub async fn update(
+    State(state): State<AppState>,
     mut scope: TenantScope,
     ApiJson(update): ApiJson<TenantUpdate>,
 ) -> Result<Json<TenantView>, ApiError> {
@@ -142,8 +145,9 @@ pub async fn update(
     {
         rollup::rebuild(&mut scope.tx).await?;
     }
-    if tenant.time_zone != before.time_zone {
-        product::rebuild(&mut scope.tx).await?;
+    let zone_changed = tenant.time_zone != before.time_zone;
+    if zone_changed {
+        product::request_rebuild(&mut scope.tx).await?;
     } else if (&tenant.signup_event, &tenant.onboarding_steps)
         != (&before.signup_event, &before.onboarding_steps)
     {
@@ -165,6 +169,13 @@ pub async fn update(
     )
     .await?;
     scope.tx.commit().await?;
+    if zone_changed {
+        // Rebuilt now, so the answer's dashboards already use the new
+        // zone; should this fail, the rollup worker does it (requested above).
+        if let Err(err) = product::rebuild_if_requested(&state.pool, tenant.id).await {
+            tracing::warn!(tenant = %tenant.slug, error = %err, "rollup rebuild left to the worker");
+        }
+    }
     Ok(Json(TenantView {
         tenant,
         role: scope.role,

@@ -7,7 +7,8 @@
 //! into a row (a bad message is reported and counted, never fatal to the
 //! rest); [`pipeline`] queues the request's rows, bounded in bytes, for the
 //! batch writers of `northstar_db::ingest`, and the request is answered only
-//! once the batch holding its rows is committed.
+//! once the batch holding its rows is committed; the [`rollup_worker`] then
+//! applies the stored calls to the product rollups.
 
 pub mod csv_import;
 pub mod import;
@@ -15,6 +16,7 @@ pub mod message;
 pub mod pipeline;
 pub mod posthog;
 pub mod rate_limit;
+pub mod rollup_worker;
 
 use std::sync::Arc;
 

@@ -21,6 +21,8 @@ use tokio::{
 };
 use uuid::Uuid;
 
+use super::rollup_worker;
+
 /// Sizes of the queue and the writers.
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
@@ -30,6 +32,8 @@ pub struct PipelineSettings {
     pub writers: usize,
     /// Most rows in one batch.
     pub batch_rows: usize,
+    /// How often the rollup worker applies the rollup inbox.
+    pub rollup_interval: Duration,
 }
 
 impl Default for PipelineSettings {
@@ -39,11 +43,13 @@ impl Default for PipelineSettings {
 }
 
 impl PipelineSettings {
-    /// `northstar serve`'s defaults: a 64 MiB queue, 2 writers, 5,000-row batches.
+    /// `northstar serve`'s defaults: a 64 MiB queue, 2 writers, 5,000-row
+    /// batches, rollups applied every second.
     pub const DEFAULT: PipelineSettings = PipelineSettings {
         queue_bytes: 64 * 1024 * 1024,
         writers: 2,
         batch_rows: 5000,
+        rollup_interval: Duration::from_secs(1),
     };
 }
 
@@ -95,8 +101,8 @@ pub struct Pipeline {
     queue_bytes: usize,
 }
 
-/// The writer tasks. Dropping this aborts them; [`Writers::drain`] stops
-/// them cleanly.
+/// The writer tasks and the rollup worker. Dropping this aborts them;
+/// [`Writers::drain`] stops them cleanly.
 pub struct Writers {
     tasks: JoinSet<()>,
     shutdown: watch::Sender<bool>,
@@ -114,7 +120,8 @@ impl Writers {
 }
 
 impl Pipeline {
-    /// Starts `settings.writers` writers connecting with `options`.
+    /// Starts `settings.writers` writers and the rollup worker, connecting
+    /// with `options`.
     pub fn start(options: PgConnectOptions, settings: &PipelineSettings) -> (Pipeline, Writers) {
         let (sender, receiver) = mpsc::unbounded_channel();
         let receiver = Arc::new(Mutex::new(receiver));
@@ -129,6 +136,11 @@ impl Pipeline {
                 settings.batch_rows.max(1),
             ));
         }
+        tasks.spawn(rollup_worker::run(
+            options.clone(),
+            settings.rollup_interval,
+            stopping.clone(),
+        ));
         let queue_bytes = settings.queue_bytes.clamp(1, u32::MAX as usize);
         let room = Arc::new(Semaphore::new(queue_bytes));
         let pipeline = Pipeline {

@@ -25,4 +25,5 @@ mod product_metrics;
 mod revenue_cohorts;
 mod revenue_metrics;
 mod rls;
+mod rollup_inbox;
 mod schema;

@@ -10,14 +10,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Utc};
 use northstar_db::memberships::Role;
 use serde_json::{Value, json};
+use sqlx::postgres::PgConnectOptions;
 
-use crate::support::{Persona, Sdk, TestApp, billing};
+use crate::support::{Persona, Sdk, TestApp, billing, wait_for_rollups};
 
-/// A tenant's owner, its SDK and its slug.
+/// A tenant's owner, its SDK and its slug, and the database (to wait for
+/// the rollup worker).
 struct Product {
     owner: Persona,
     sdk: Sdk,
     slug: String,
+    admin: PgConnectOptions,
 }
 
 impl Product {
@@ -27,6 +30,7 @@ impl Product {
             owner: app.owner(&tenant).await,
             sdk: app.sdk(&tenant.write_key),
             slug: tenant.slug,
+            admin: app.db.admin_options(),
         }
     }
 
@@ -38,8 +42,10 @@ impl Product {
         assert_eq!(response.body["accepted"], count, "{}", response.body);
     }
 
-    /// A dashboard's answer to `query`.
+    /// A dashboard's answer to `query`, once the rollup worker has applied
+    /// every call sent.
     async fn dashboard(&self, name: &str, query: &str) -> Value {
+        wait_for_rollups(&self.admin).await;
         let response = self
             .owner
             .get(&format!(

@@ -342,6 +342,16 @@ const FIXTURES: &[Fixture] = &[
         app_may_update: true,
         app_may_delete: true,
     },
+    // The rollup inbox (0007_rollup_inbox.sql): written and emptied, never changed.
+    Fixture {
+        table: "rollup_inbox",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO rollup_inbox (tenant_id, time, type, user_id)
+                 VALUES ($1, now(), 'track', 'u-' || $2::uuid::text)",
+        set: "time = time - interval '1 second'",
+        app_may_update: false,
+        app_may_delete: true,
+    },
 ];
 
 impl Fixture {

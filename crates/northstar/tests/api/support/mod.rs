@@ -27,7 +27,10 @@ use northstar::{
     auth::throttle::{self, LoginThrottle},
     build_router,
     config::HttpSettings,
-    ingest::{IngestSettings, pipeline::Writers},
+    ingest::{
+        IngestSettings,
+        pipeline::{PipelineSettings, Writers},
+    },
 };
 use northstar_db::{
     audit::Actor,
@@ -37,6 +40,7 @@ use northstar_db::{
     users,
 };
 use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection, postgres::PgConnectOptions};
 use std::num::NonZeroU32;
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -111,7 +115,13 @@ pub fn test_settings() -> HttpSettings {
         max_body_bytes: 64 * 1024,
         session_idle: Duration::from_secs(3600),
         session_max: Duration::from_secs(24 * 3600),
-        ingest: IngestSettings::default(),
+        ingest: IngestSettings {
+            pipeline: PipelineSettings {
+                rollup_interval: Duration::from_millis(20),
+                ..PipelineSettings::DEFAULT
+            },
+            ..IngestSettings::default()
+        },
     }
 }
 
@@ -455,6 +465,12 @@ impl TestApp {
         .expect("read events")
     }
 
+    /// Waits until the rollup worker has applied every stored call and
+    /// run every requested rebuild.
+    pub async fn rollups_applied(&self) {
+        wait_for_rollups(&self.db.admin_options()).await;
+    }
+
     /// One JSON row per result row of `sql`, run as the superuser.
     pub async fn rows(&self, sql: &str) -> Vec<Value> {
         let mut admin = self.db.admin().await;
@@ -488,4 +504,28 @@ pub fn northstar(app: &TestApp, args: &[&str], stdin: Option<&str>) -> Output {
     }
     drop(input);
     child.wait_with_output().expect("wait")
+}
+
+/// Waits until the database at `admin` (a superuser's options) has no
+/// rollup work left: the inbox is empty and no rebuild is requested.
+pub async fn wait_for_rollups(admin: &PgConnectOptions) {
+    let mut conn = PgConnection::connect_with(admin).await.expect("connect");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let pending: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM rollup_inbox)
+                 OR EXISTS (SELECT 1 FROM tenants WHERE rollups_rebuild_requested)",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("read the rollup inbox");
+        if !pending {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rollup worker did not empty the inbox within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
