@@ -67,7 +67,10 @@ pub struct Customer {
 const COLUMNS: &str = "id, external_id, name, email, company, country, user_id, attributes, \
                        lead_created_at, free_trial_started_at, created_at, updated_at";
 
-/// Creates or replaces the customer with `input.external_id`.
+/// Creates or replaces the customer with `input.external_id`. Its trial
+/// start may change: the caller recomputes the customer
+/// ([`super::rollup::recompute_customers`]) or at least counts its trial
+/// again ([`super::rollup::recount_trials`]).
 pub async fn upsert(tx: &mut TenantTx, input: &CustomerInput) -> Result<Customer, DbError> {
     Ok(sqlx::query_as(&format!(
         "INSERT INTO billing_customers (tenant_id, external_id, name, email, company, country,
@@ -97,7 +100,8 @@ pub async fn upsert(tx: &mut TenantTx, input: &CustomerInput) -> Result<Customer
 }
 
 /// Records that the customer's free trial started at `at`, unless an earlier
-/// start is already known.
+/// start is already known. The caller counts its trial again, as for
+/// [`upsert`].
 pub async fn mark_trial_started(
     tx: &mut TenantTx,
     customer_id: Uuid,

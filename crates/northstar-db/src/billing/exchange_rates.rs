@@ -55,13 +55,23 @@ pub async fn list(tx: &mut TenantTx, currency: Option<&str>) -> Result<Vec<Excha
 }
 
 /// Invoice currencies other than the reporting currency for which no rate
-/// is loaded: their lines count for nothing until one is.
+/// is loaded: their lines count for nothing until one is. The currencies
+/// are found by skipping from one to the next through
+/// `billing_invoices_currency_idx`: one index probe per currency, however
+/// many invoices there are.
 pub async fn missing_currencies(tx: &mut TenantTx) -> Result<Vec<String>, DbError> {
     Ok(sqlx::query_scalar(
-        "SELECT DISTINCT i.currency FROM billing_invoices i CROSS JOIN tenants t
-         WHERE i.currency <> t.reporting_currency
+        "WITH RECURSIVE currencies AS (
+             (SELECT currency FROM billing_invoices ORDER BY currency LIMIT 1)
+             UNION ALL
+             SELECT (SELECT i.currency FROM billing_invoices i
+                     WHERE i.currency > c.currency ORDER BY i.currency LIMIT 1)
+             FROM currencies c WHERE c.currency IS NOT NULL
+         )
+         SELECT c.currency FROM currencies c CROSS JOIN tenants t
+         WHERE c.currency <> t.reporting_currency
            AND NOT EXISTS (SELECT 1 FROM exchange_rates r
-                           WHERE r.currency = i.currency AND r.quote_currency = t.reporting_currency)
+                           WHERE r.currency = c.currency AND r.quote_currency = t.reporting_currency)
          ORDER BY 1",
     )
     .fetch_all(tx.conn())

@@ -58,14 +58,36 @@ impl RevenueDay {
     }
 }
 
-/// Every rollup day up to `to`, in order.
-pub async fn days_until(tx: &mut TenantTx, to: NaiveDate) -> Result<Vec<RevenueDay>, DbError> {
+/// The rollup days of `from..=to` in order, preceded by an opening day,
+/// dated the day before `from`, that sums every earlier day: what
+/// [`period_totals`] needs of any period within `from..=to`, summed by
+/// PostgreSQL rather than sent row by row.
+pub async fn days_between(
+    tx: &mut TenantTx,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<RevenueDay>, DbError> {
     Ok(sqlx::query_as(
-        "SELECT day, new_business, expansion, contraction, churn, reactivation, fx_drift,
+        "SELECT $1::date - 1 AS day, coalesce(sum(new_business), 0)::int8 AS new_business,
+                coalesce(sum(expansion), 0)::int8 AS expansion,
+                coalesce(sum(contraction), 0)::int8 AS contraction,
+                coalesce(sum(churn), 0)::int8 AS churn,
+                coalesce(sum(reactivation), 0)::int8 AS reactivation,
+                coalesce(sum(fx_drift), 0)::int8 AS fx_drift,
+                coalesce(sum(new_customers), 0)::int4 AS new_customers,
+                coalesce(sum(expansion_customers), 0)::int4 AS expansion_customers,
+                coalesce(sum(contraction_customers), 0)::int4 AS contraction_customers,
+                coalesce(sum(churned_customers), 0)::int4 AS churned_customers,
+                coalesce(sum(reactivated_customers), 0)::int4 AS reactivated_customers
+         FROM mrr_daily WHERE day < $1
+         UNION ALL
+         SELECT day, new_business, expansion, contraction, churn, reactivation, fx_drift,
                 new_customers, expansion_customers, contraction_customers, churned_customers,
                 reactivated_customers
-         FROM mrr_daily WHERE day <= $1 ORDER BY day",
+         FROM mrr_daily WHERE day BETWEEN $1 AND $2
+         ORDER BY day",
     )
+    .bind(from)
     .bind(to)
     .fetch_all(tx.conn())
     .await?)
@@ -80,24 +102,38 @@ pub async fn local_today(tx: &mut TenantTx) -> Result<NaiveDate, DbError> {
     )
 }
 
-/// Free trials started in `from..=to` (local days) and how many of those
-/// customers have paid since.
-pub async fn trial_conversions(
-    tx: &mut TenantTx,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> Result<(i64, i64), DbError> {
-    Ok(sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE EXISTS (
-                    SELECT 1 FROM mrr_movements m
-                    WHERE m.customer_id = c.id AND m.kind = 'new_business'))
-         FROM billing_customers c CROSS JOIN tenants t
-         WHERE (c.free_trial_started_at AT TIME ZONE t.time_zone)::date BETWEEN $1 AND $2",
+/// Free trials per local day of their start, read from `trial_days` for a
+/// run of days, from which the trial conversions of every period within
+/// them are summed.
+#[derive(Debug, Clone, Default)]
+pub struct Trials {
+    /// (day, trials started, of which converted), in order.
+    days: Vec<(NaiveDate, i64, i64)>,
+}
+
+impl Trials {
+    /// Free trials started in `from..=to` and how many of those customers
+    /// have paid since.
+    pub fn conversions(&self, from: NaiveDate, to: NaiveDate) -> (i64, i64) {
+        self.days
+            .iter()
+            .filter(|(day, _, _)| (from..=to).contains(day))
+            .fold((0, 0), |(trials, converted), (_, t, c)| {
+                (trials + t, converted + c)
+            })
+    }
+}
+
+/// Reads the free trials started in `from..=to` (local days).
+pub async fn trials(tx: &mut TenantTx, from: NaiveDate, to: NaiveDate) -> Result<Trials, DbError> {
+    let days = sqlx::query_as(
+        "SELECT day, trials, converted FROM trial_days WHERE day BETWEEN $1 AND $2 ORDER BY day",
     )
     .bind(from)
     .bind(to)
-    .fetch_one(tx.conn())
-    .await?)
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(Trials { days })
 }
 
 /// How a series is bucketed.

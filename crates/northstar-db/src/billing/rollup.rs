@@ -1,5 +1,6 @@
 //! Keeps the revenue rollups (`mrr_movements`, `mrr_daily`,
-//! `revenue_cohorts`, `revenue_cohort_days`) equal to what the billing data
+//! `revenue_cohorts`, `revenue_cohort_days`, and the trial conversions in
+//! `trial_customers` and `trial_days`) equal to what the billing data
 //! implies.
 //!
 //! [`recompute_customers`] runs in the transaction that changed those
@@ -105,25 +106,72 @@ const LINES: &str = "
 /// Recomputes the MRR movements of `customers` (repeats allowed) and brings
 /// `mrr_daily` in line with them, a bounded number of customers at a time.
 pub async fn recompute_customers(tx: &mut TenantTx, customers: &[Uuid]) -> Result<(), DbError> {
-    let mut customers = customers.to_vec();
-    customers.sort_unstable();
-    customers.dedup();
+    let customers = lock_customers(tx, customers).await?;
     for chunk in customers.chunks(CUSTOMERS_PER_CHUNK) {
         recompute_chunk(tx, chunk).await?;
     }
     Ok(())
 }
 
-async fn recompute_chunk(tx: &mut TenantTx, customers: &[Uuid]) -> Result<(), DbError> {
-    // Two writers recomputing one customer would each subtract the same old
-    // rows; the second waits here, then reads what the first committed.
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(hashtextextended('northstar.billing.' || id::text, 0))
-         FROM (SELECT id FROM unnest($1::uuid[]) AS id ORDER BY id) AS sorted",
-    )
-    .bind(customers)
+/// Counts again the trials of `customers` (repeats allowed) whose trial
+/// start may have changed while their billing data did not: a customer
+/// written on its own ([`super::customers::upsert`]).
+pub async fn recount_trials(tx: &mut TenantTx, customers: &[Uuid]) -> Result<(), DbError> {
+    let customers = lock_customers(tx, customers).await?;
+    for chunk in customers.chunks(CUSTOMERS_PER_CHUNK) {
+        sqlx::query(COUNT_TRIALS)
+            .bind(chunk)
+            .execute(tx.conn())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Most customers a transaction locks one by one; beyond, it locks the
+/// tenant's billing rollups as a whole. Each lock takes an entry of
+/// PostgreSQL's shared lock table until the transaction ends, and the table
+/// holds about `max_locks_per_transaction` × connections entries (6,400 by
+/// default): a rebuild of 20,000 customers failed with "out of shared
+/// memory".
+const CUSTOMERS_LOCKED_ONE_BY_ONE: usize = 1_000;
+
+/// Takes the rollup locks of `customers` until the transaction ends, and
+/// answers them sorted and without repeats. Two writers recomputing one
+/// customer would each subtract the same old rows; the second waits here,
+/// then reads what the first committed. Every writer holds the tenant's
+/// lock, shared when it locks its customers one by one, exclusive when it
+/// has too many customers to.
+async fn lock_customers(tx: &mut TenantTx, customers: &[Uuid]) -> Result<Vec<Uuid>, DbError> {
+    let mut customers = customers.to_vec();
+    customers.sort_unstable();
+    customers.dedup();
+    if customers.is_empty() {
+        return Ok(customers);
+    }
+    let one_by_one = customers.len() <= CUSTOMERS_LOCKED_ONE_BY_ONE;
+    sqlx::query(if one_by_one {
+        "SELECT pg_advisory_xact_lock_shared(
+                    hashtextextended('northstar.billing.tenant.' || current_tenant_id()::text, 0))"
+    } else {
+        "SELECT pg_advisory_xact_lock(
+                    hashtextextended('northstar.billing.tenant.' || current_tenant_id()::text, 0))"
+    })
     .execute(tx.conn())
     .await?;
+    if one_by_one {
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended('northstar.billing.' || id::text, 0))
+             FROM (SELECT id FROM unnest($1::uuid[]) AS id ORDER BY id) AS sorted",
+        )
+        .bind(&customers)
+        .execute(tx.conn())
+        .await?;
+    }
+    Ok(customers)
+}
+
+/// Recomputes `customers`, whose locks the transaction holds.
+async fn recompute_chunk(tx: &mut TenantTx, customers: &[Uuid]) -> Result<(), DbError> {
     let rows: Vec<LineRow> = sqlx::query_as(LINES)
         .bind(customers)
         .fetch_all(tx.conn())
@@ -180,8 +228,52 @@ async fn recompute_chunk(tx: &mut TenantTx, customers: &[Uuid]) -> Result<(), Db
         }
     }
     apply_deltas(tx, &deltas).await?;
-    apply_cohort_deltas(tx, &cohort_deltas).await
+    apply_cohort_deltas(tx, &cohort_deltas).await?;
+    sqlx::query(COUNT_TRIALS)
+        .bind(customers)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
 }
+
+/// Brings what `trial_customers` counts for the customers `$1` in line with
+/// their trial start (its local day) and whether they have paid (a
+/// `new_business` movement), and moves the difference into `trial_days`.
+/// The caller holds the customers' locks, so their rows cannot change under
+/// it; `trial_days` takes deltas, so writers of other customers commute.
+const COUNT_TRIALS: &str = "
+WITH fresh AS (
+    SELECT c.id AS customer_id, (c.free_trial_started_at AT TIME ZONE t.time_zone)::date AS day,
+           EXISTS (SELECT 1 FROM mrr_movements m
+                   WHERE m.customer_id = c.id AND m.kind = 'new_business') AS converted
+    FROM billing_customers c CROSS JOIN tenants t
+    WHERE c.id = ANY($1) AND c.free_trial_started_at IS NOT NULL
+), changed AS (
+    SELECT coalesce(f.customer_id, o.customer_id) AS customer_id, f.day, f.converted,
+           o.day AS old_day, o.converted AS old_converted
+    FROM fresh f
+    FULL JOIN (SELECT customer_id, day, converted FROM trial_customers
+               WHERE customer_id = ANY($1)) o ON o.customer_id = f.customer_id
+    WHERE f.day IS DISTINCT FROM o.day OR f.converted IS DISTINCT FROM o.converted
+), removed AS (
+    DELETE FROM trial_customers x USING changed c
+    WHERE x.customer_id = c.customer_id AND c.day IS NULL
+), written AS (
+    INSERT INTO trial_customers AS x (tenant_id, customer_id, day, converted)
+    SELECT current_tenant_id(), customer_id, day, converted FROM changed
+    WHERE day IS NOT NULL ORDER BY customer_id
+    ON CONFLICT (tenant_id, customer_id) DO UPDATE SET day = excluded.day,
+                                                       converted = excluded.converted
+), moves AS (
+    SELECT day, 1 AS trials, converted::int AS converted FROM changed WHERE day IS NOT NULL
+    UNION ALL
+    SELECT old_day, -1, -(old_converted::int) FROM changed WHERE old_day IS NOT NULL
+)
+INSERT INTO trial_days AS d (tenant_id, day, trials, converted)
+SELECT current_tenant_id(), day, sum(trials), sum(converted) FROM moves
+GROUP BY day HAVING sum(trials) <> 0 OR sum(converted) <> 0 ORDER BY day
+ON CONFLICT (tenant_id, day) DO UPDATE SET trials = d.trials + excluded.trials,
+                                           converted = d.converted + excluded.converted";
 
 /// Recomputes every customer of the tenant from scratch: after a change of
 /// exchange rates, reporting currency or time zone, or on demand
@@ -197,6 +289,12 @@ pub async fn rebuild(tx: &mut TenantTx) -> Result<usize, DbError> {
         .execute(tx.conn())
         .await?;
     sqlx::query("DELETE FROM revenue_cohort_days")
+        .execute(tx.conn())
+        .await?;
+    sqlx::query("DELETE FROM trial_customers")
+        .execute(tx.conn())
+        .await?;
+    sqlx::query("DELETE FROM trial_days")
         .execute(tx.conn())
         .await?;
     let customers = super::customers::all_ids(tx).await?;

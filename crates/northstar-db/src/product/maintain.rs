@@ -13,6 +13,7 @@
 //! `d`; so each day `d` of D counts for the windows that hold no day of B∪D
 //! before it and no day of B after it.
 
+use chrono::NaiveDate;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -208,32 +209,72 @@ SELECT $1, day, event, sum(n) FROM moves GROUP BY 2, 3 HAVING sum(n) <> 0 ORDER 
 ON CONFLICT (tenant_id, event, day) DO UPDATE SET adopters = a.adopters + excluded.adopters";
 
 /// Deletes the onboarding rows of persons whose sign-up or step times
-/// changed ($2 sign-up event, $3 steps).
+/// changed ($2 sign-up event, $3 steps); answers their sign-up days.
 const CLEAR_ONBOARDING: &str = "
-DELETE FROM onboarding o USING firsts_delta d
-WHERE o.tenant_id = $1 AND o.person_id = d.person_id AND (d.event = $2 OR d.event = ANY($3))";
+WITH gone AS (
+    DELETE FROM onboarding o USING firsts_delta d
+    WHERE o.tenant_id = $1 AND o.person_id = d.person_id AND (d.event = $2 OR d.event = ANY($3))
+    RETURNING o.signup_day
+)
+SELECT DISTINCT signup_day FROM gone";
 
 /// Recomputes the onboarding rows of persons whose sign-up or step times
-/// changed ($3 sign-up event, $4 steps).
-pub(crate) const REFRESH_ONBOARDING: &str = "
+/// changed ($3 sign-up event, $4 steps); answers their sign-up days.
+const REFRESH_ONBOARDING: &str = "
 WITH touched AS (
     SELECT DISTINCT person_id FROM firsts_delta WHERE event = $3 OR event = ANY($4)
+), added AS (
+    INSERT INTO onboarding (tenant_id, person_id, signed_up_at, signup_day, step_times, completed_at)
+    SELECT $1, s.person_id, s.first_at, (s.first_at AT TIME ZONE $2)::date, steps.times,
+           CASE WHEN steps.done = cardinality($4::text[]) AND steps.done > 0
+                THEN greatest(s.first_at, steps.last) END
+    FROM touched t
+    JOIN event_firsts s ON s.tenant_id = $1 AND s.person_id = t.person_id AND s.event = $3
+    CROSS JOIN LATERAL (
+        SELECT coalesce(array_agg(f.first_at ORDER BY k.ord), '{}') AS times,
+               count(f.first_at) AS done, max(f.first_at) AS last
+        FROM unnest($4::text[]) WITH ORDINALITY AS k(event, ord)
+        LEFT JOIN event_firsts f ON f.tenant_id = $1 AND f.person_id = s.person_id AND f.event = k.event
+    ) steps
+    RETURNING signup_day
 )
-INSERT INTO onboarding (tenant_id, person_id, signed_up_at, signup_day, step_times, completed_at)
-SELECT $1, s.person_id, s.first_at, (s.first_at AT TIME ZONE $2)::date, steps.times,
-       CASE WHEN steps.done = cardinality($4::text[]) AND steps.done > 0
-            THEN greatest(s.first_at, steps.last) END
-FROM touched t
-JOIN event_firsts s ON s.tenant_id = $1 AND s.person_id = t.person_id AND s.event = $3
-CROSS JOIN LATERAL (
-    SELECT coalesce(array_agg(f.first_at ORDER BY k.ord), '{}') AS times,
-           count(f.first_at) AS done, max(f.first_at) AS last
-    FROM unnest($4::text[]) WITH ORDINALITY AS k(event, ord)
-    LEFT JOIN event_firsts f ON f.tenant_id = $1 AND f.person_id = s.person_id AND f.event = k.event
-) steps";
+SELECT DISTINCT signup_day FROM added";
+
+/// Recomputes the `onboarding_days` rows of the sign-up days `$2` from
+/// their `onboarding` rows: counts, completions per step, and the sorted
+/// seconds to complete (exact medians of any run of days come from them).
+const REFRESH_ONBOARDING_DAYS: &str = "
+WITH signups AS (
+    SELECT signup_day, step_times, extract(epoch FROM completed_at - signed_up_at)::float8 AS seconds
+    FROM onboarding WHERE tenant_id = $1 AND signup_day = ANY($2)
+), totals AS (
+    SELECT signup_day, count(*) AS signups, count(seconds) AS completed,
+           coalesce(array_agg(seconds ORDER BY seconds) FILTER (WHERE seconds IS NOT NULL), '{}')
+               AS completion_seconds
+    FROM signups GROUP BY signup_day
+), steps AS (
+    SELECT signup_day, array_agg(done ORDER BY k) AS step_counts
+    FROM (SELECT o.signup_day, s.k, count(s.t) AS done
+          FROM signups o CROSS JOIN LATERAL unnest(o.step_times) WITH ORDINALITY AS s(t, k)
+          GROUP BY 1, 2) per_step
+    GROUP BY signup_day
+), emptied AS (
+    DELETE FROM onboarding_days d
+    WHERE d.tenant_id = $1 AND d.signup_day = ANY($2)
+      AND NOT EXISTS (SELECT 1 FROM totals t WHERE t.signup_day = d.signup_day)
+)
+INSERT INTO onboarding_days AS d (tenant_id, signup_day, signups, completed, step_counts,
+                                  completion_seconds)
+SELECT $1, t.signup_day, t.signups, t.completed, coalesce(s.step_counts, '{}'), t.completion_seconds
+FROM totals t LEFT JOIN steps s ON s.signup_day = t.signup_day
+ORDER BY t.signup_day
+ON CONFLICT (tenant_id, signup_day) DO UPDATE SET
+    signups = excluded.signups, completed = excluded.completed,
+    step_counts = excluded.step_counts, completion_seconds = excluded.completion_seconds";
 
 /// Merges the staged ticket events into `tickets`, and moves each ticket's
-/// opened and resolved counts to its new days. A ticket counts once its
+/// opened and resolved counts to its new days; answers the creation days
+/// (old and new) of the tickets it changed. A ticket counts once its
 /// `Ticket Created` has arrived; the first reply is the first `Ticket
 /// Replied` whose `author_type` is `agent` or absent.
 const APPLY_TICKETS: &str = "
@@ -249,7 +290,8 @@ WITH staged AS (
       AND properties::jsonb ->> 'ticket_id' IS NOT NULL
     GROUP BY 1
 ), merged AS (
-    SELECT s.ticket_id, t.created_at AS old_created, t.resolved_at AS old_resolved,
+    SELECT s.ticket_id, t.created_at AS old_created, t.created_day AS old_created_day,
+           t.resolved_at AS old_resolved,
            least(s.created, t.created_at) AS created, least(s.replied, t.first_reply_at) AS replied,
            least(s.resolved, t.resolved_at) AS resolved
     FROM staged s LEFT JOIN tickets t ON t.tenant_id = $1 AND t.ticket_id = s.ticket_id
@@ -271,11 +313,41 @@ WITH staged AS (
     UNION ALL
     SELECT (old_resolved AT TIME ZONE $2)::date, 0, -1 FROM merged
     WHERE old_created IS NOT NULL AND old_resolved IS NOT NULL
+), counted AS (
+    INSERT INTO ticket_counts AS c (tenant_id, day, opened, resolved)
+    SELECT $1, day, sum(opened), sum(resolved) FROM moves GROUP BY 2 ORDER BY 2
+    ON CONFLICT (tenant_id, day) DO UPDATE SET opened = c.opened + excluded.opened,
+                                               resolved = c.resolved + excluded.resolved
 )
-INSERT INTO ticket_counts AS c (tenant_id, day, opened, resolved)
-SELECT $1, day, sum(opened), sum(resolved) FROM moves GROUP BY 2 ORDER BY 2
-ON CONFLICT (tenant_id, day) DO UPDATE SET opened = c.opened + excluded.opened,
-                                           resolved = c.resolved + excluded.resolved";
+SELECT (created AT TIME ZONE $2)::date FROM merged WHERE created IS NOT NULL
+UNION
+SELECT old_created_day FROM merged WHERE old_created_day IS NOT NULL";
+
+/// Recomputes the `ticket_days` rows of the creation days `$2` from their
+/// `tickets`: the sorted seconds to the first reply and to the resolution.
+const REFRESH_TICKET_DAYS: &str = "
+WITH times AS (
+    SELECT created_day,
+           extract(epoch FROM first_reply_at - created_at)::float8 AS first_response,
+           extract(epoch FROM resolved_at - created_at)::float8 AS resolution
+    FROM tickets WHERE tenant_id = $1 AND created_day = ANY($2)
+), totals AS (
+    SELECT created_day,
+           coalesce(array_agg(first_response ORDER BY first_response)
+                        FILTER (WHERE first_response IS NOT NULL), '{}') AS first_response_seconds,
+           coalesce(array_agg(resolution ORDER BY resolution)
+                        FILTER (WHERE resolution IS NOT NULL), '{}') AS resolution_seconds
+    FROM times GROUP BY created_day
+), emptied AS (
+    DELETE FROM ticket_days d
+    WHERE d.tenant_id = $1 AND d.created_day = ANY($2)
+      AND NOT EXISTS (SELECT 1 FROM totals t WHERE t.created_day = d.created_day)
+)
+INSERT INTO ticket_days AS d (tenant_id, created_day, first_response_seconds, resolution_seconds)
+SELECT $1, created_day, first_response_seconds, resolution_seconds FROM totals ORDER BY created_day
+ON CONFLICT (tenant_id, created_day) DO UPDATE SET
+    first_response_seconds = excluded.first_response_seconds,
+    resolution_seconds = excluded.resolution_seconds";
 
 /// Takes the tenant's rollup lock until the transaction ends (re-entrant).
 pub(crate) async fn lock(conn: &mut PgConnection, tenant_id: Uuid) -> Result<(), DbError> {
@@ -347,7 +419,7 @@ pub(crate) async fn apply_staged(
         apply_activity(conn, tenant_id, 1).await?;
         run(conn, ADD_EVENT_COUNTS, tenant_id, zone).await?;
         if staged.tickets {
-            run(conn, APPLY_TICKETS, tenant_id, zone).await?;
+            apply_tickets(conn, tenant_id, zone).await?;
         }
         run(conn, STAGE_STAGED_FIRSTS, tenant_id, zone).await?;
         settle_firsts(conn, tenant_id, &settings).await?;
@@ -390,35 +462,74 @@ async fn move_merged_ids(conn: &mut PgConnection, tenant_id: Uuid) -> Result<(),
     Ok(())
 }
 
+/// Merges the staged ticket events, then recomputes the ticket times of
+/// the creation days they touched.
+async fn apply_tickets(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    zone: &str,
+) -> Result<(), DbError> {
+    let days: Vec<NaiveDate> = sqlx::query_scalar(APPLY_TICKETS)
+        .bind(tenant_id)
+        .bind(zone)
+        .fetch_all(&mut *conn)
+        .await?;
+    refresh_days(conn, REFRESH_TICKET_DAYS, tenant_id, &days).await
+}
+
 /// Writes the staged first uses, moves their adopters, refreshes the
-/// onboarding of the persons they touch, and empties the stage.
+/// onboarding of the persons they touch and of their sign-up days (before
+/// and after), and empties the stage.
 async fn settle_firsts(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     settings: &Settings,
 ) -> Result<(), DbError> {
     run(conn, APPLY_FIRSTS, tenant_id, &settings.time_zone).await?;
-    sqlx::query(CLEAR_ONBOARDING)
+    let mut days: Vec<NaiveDate> = sqlx::query_scalar(CLEAR_ONBOARDING)
         .bind(tenant_id)
         .bind(&settings.signup_event)
         .bind(&settings.onboarding_steps)
-        .execute(&mut *conn)
+        .fetch_all(&mut *conn)
         .await?;
-    refresh_onboarding(conn, tenant_id, settings).await?;
+    days.extend(refresh_onboarding(conn, tenant_id, settings).await?);
+    refresh_days(conn, REFRESH_ONBOARDING_DAYS, tenant_id, &days).await?;
     empty(conn, "firsts_delta").await
 }
 
-/// Inserts the onboarding rows of the persons staged in `firsts_delta`.
+/// Inserts the onboarding rows of the persons staged in `firsts_delta`;
+/// answers their sign-up days.
 async fn refresh_onboarding(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     settings: &Settings,
-) -> Result<(), DbError> {
-    sqlx::query(REFRESH_ONBOARDING)
+) -> Result<Vec<NaiveDate>, DbError> {
+    Ok(sqlx::query_scalar(REFRESH_ONBOARDING)
         .bind(tenant_id)
         .bind(&settings.time_zone)
         .bind(&settings.signup_event)
         .bind(&settings.onboarding_steps)
+        .fetch_all(&mut *conn)
+        .await?)
+}
+
+/// Runs a daily refresh (`REFRESH_ONBOARDING_DAYS`, `REFRESH_TICKET_DAYS`)
+/// for `days` (repeats allowed), unless there are none.
+async fn refresh_days(
+    conn: &mut PgConnection,
+    statement: &str,
+    tenant_id: Uuid,
+    days: &[NaiveDate],
+) -> Result<(), DbError> {
+    if days.is_empty() {
+        return Ok(());
+    }
+    let mut days = days.to_vec();
+    days.sort_unstable();
+    days.dedup();
+    sqlx::query(statement)
+        .bind(tenant_id)
+        .bind(&days)
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -472,9 +583,11 @@ pub(crate) async fn rebuild_onboarding(
         sqlx::query_as("SELECT time_zone, signup_event, onboarding_steps FROM tenants")
             .fetch_one(&mut *conn)
             .await?;
-    sqlx::query("DELETE FROM onboarding")
-        .execute(&mut *conn)
-        .await?;
+    for table in ["onboarding", "onboarding_days"] {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&mut *conn)
+            .await?;
+    }
     empty(conn, "firsts_delta").await?;
     sqlx::query(
         "INSERT INTO firsts_delta (person_id, event, old_first, new_first)
@@ -483,6 +596,7 @@ pub(crate) async fn rebuild_onboarding(
     .bind(&settings.signup_event)
     .execute(&mut *conn)
     .await?;
-    refresh_onboarding(conn, tenant_id, &settings).await?;
+    let days = refresh_onboarding(conn, tenant_id, &settings).await?;
+    refresh_days(conn, REFRESH_ONBOARDING_DAYS, tenant_id, &days).await?;
     empty(conn, "firsts_delta").await
 }

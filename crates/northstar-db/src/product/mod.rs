@@ -27,6 +27,8 @@ const ROLLUPS: &[&str] = &[
     "onboarding",
     "tickets",
     "ticket_counts",
+    "onboarding_days",
+    "ticket_days",
 ];
 
 /// Stages one month of the tenant's stored calls, as the writer stages a batch.

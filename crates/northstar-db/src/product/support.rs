@@ -1,14 +1,14 @@
 //! Support tickets as the support dashboard shows them: tickets opened and
-//! resolved and the backlog, read from `ticket_counts` in rows proportional
-//! to days, and the median response and resolution times, read from the
-//! `tickets` created in the period (through its `created_day` index: a
-//! median cannot be summed from daily rows).
+//! resolved and the backlog, read from `ticket_counts`, and the median
+//! response and resolution times, read from `ticket_days` (each creation
+//! day's sorted durations, merged for a period): rows proportional to days.
 
 use chrono::NaiveDate;
 use serde::Serialize;
 use sqlx::FromRow;
 use utoipa::ToSchema;
 
+use super::users::median_of_sorted;
 use crate::{
     DbError, TenantTx,
     billing::revenue::{Granularity, RevenueDay, buckets, period_totals},
@@ -25,11 +25,23 @@ pub struct TicketDay {
     pub resolved: i64,
 }
 
-/// Every `ticket_counts` day up to `to`, in order.
-pub async fn days_until(tx: &mut TenantTx, to: NaiveDate) -> Result<Vec<TicketDay>, DbError> {
+/// The `ticket_counts` days of `from..=to` in order, preceded by an
+/// opening day, dated the day before `from`, that sums every earlier day
+/// (the backlog they leave).
+pub async fn days_between(
+    tx: &mut TenantTx,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<TicketDay>, DbError> {
     Ok(sqlx::query_as(
-        "SELECT day, opened, resolved FROM ticket_counts WHERE day <= $1 ORDER BY day",
+        "SELECT $1::date - 1 AS day, coalesce(sum(opened), 0)::int8 AS opened,
+                coalesce(sum(resolved), 0)::int8 AS resolved
+         FROM ticket_counts WHERE day < $1
+         UNION ALL
+         SELECT day, opened, resolved FROM ticket_counts WHERE day BETWEEN $1 AND $2
+         ORDER BY day",
     )
+    .bind(from)
     .bind(to)
     .fetch_all(tx.conn())
     .await?)
@@ -105,7 +117,7 @@ pub fn series(
 }
 
 /// Median times of the tickets created in a period, in seconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, FromRow)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ResponseTimes {
     /// From creation to the first agent reply, over replied tickets.
     pub first_response: Option<f64>,
@@ -113,24 +125,57 @@ pub struct ResponseTimes {
     pub resolution: Option<f64>,
 }
 
-/// The median response and resolution times of the tickets created in
-/// `from..=to`.
-pub async fn response_times(
+/// One creation day of the `ticket_days` rollup.
+#[derive(Debug, Clone, Default, FromRow)]
+pub struct TicketTimesDay {
+    /// The local day the tickets were created.
+    pub created_day: NaiveDate,
+    /// Seconds to the first agent reply, per replied ticket, ascending.
+    pub first_response_seconds: Vec<f64>,
+    /// Seconds to the first resolution, per resolved ticket, ascending.
+    pub resolution_seconds: Vec<f64>,
+}
+
+/// The `ticket_days` rollup of a run of creation days, from which the
+/// median times of every period within them are computed.
+#[derive(Debug, Clone, Default)]
+pub struct TicketTimes {
+    /// Days with tickets, in order.
+    days: Vec<TicketTimesDay>,
+}
+
+impl TicketTimes {
+    /// The median response and resolution times of the tickets created in
+    /// `from..=to`, exactly as `percentile_cont(0.5)` over the tickets.
+    pub fn medians(&self, from: NaiveDate, to: NaiveDate) -> ResponseTimes {
+        let start = self.days.partition_point(|d| d.created_day < from);
+        let end = self.days.partition_point(|d| d.created_day <= to);
+        let days = &self.days[start..end.max(start)];
+        let runs = |times: fn(&TicketTimesDay) -> &[f64]| -> Vec<&[f64]> {
+            days.iter().map(times).collect()
+        };
+        ResponseTimes {
+            first_response: median_of_sorted(&runs(|d| &d.first_response_seconds)),
+            resolution: median_of_sorted(&runs(|d| &d.resolution_seconds)),
+        }
+    }
+}
+
+/// Reads the ticket times of the tickets created in `from..=to`.
+pub async fn ticket_times(
     tx: &mut TenantTx,
     from: NaiveDate,
     to: NaiveDate,
-) -> Result<ResponseTimes, DbError> {
-    Ok(sqlx::query_as(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (
-                    ORDER BY extract(epoch FROM first_reply_at - created_at)::float8) AS first_response,
-                percentile_cont(0.5) WITHIN GROUP (
-                    ORDER BY extract(epoch FROM resolved_at - created_at)::float8) AS resolution
-         FROM tickets WHERE created_day BETWEEN $1 AND $2",
+) -> Result<TicketTimes, DbError> {
+    let days = sqlx::query_as(
+        "SELECT created_day, first_response_seconds, resolution_seconds FROM ticket_days
+         WHERE created_day BETWEEN $1 AND $2 ORDER BY created_day",
     )
     .bind(from)
     .bind(to)
-    .fetch_one(tx.conn())
-    .await?)
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(TicketTimes { days })
 }
 
 /// The support KPIs of one period.
@@ -169,17 +214,20 @@ pub fn kpis(totals: TicketTotals, times: ResponseTimes, paying_customers: i64) -
 }
 
 /// The support KPIs of `from..=to`, from the ticket and revenue rollup days
-/// read up to `to` or later.
-pub async fn period_kpis(
-    tx: &mut TenantTx,
+/// read up to `to` or later and the ticket times read for the period.
+pub fn period_kpis(
     tickets: &[TicketDay],
+    times: &TicketTimes,
     revenue: &[RevenueDay],
     from: NaiveDate,
     to: NaiveDate,
-) -> Result<SupportKpis, DbError> {
-    let times = response_times(tx, from, to).await?;
+) -> SupportKpis {
     let customers = period_totals(revenue, from, to).customers_end;
-    Ok(kpis(totals(tickets, from, to), times, customers))
+    kpis(
+        totals(tickets, from, to),
+        times.medians(from, to),
+        customers,
+    )
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
 //! Active users, sign-ups, onboarding and top events as the users dashboard
 //! shows them, read from the product rollups.
 //!
-//! Active users, sign-ups and event counts are read in rows proportional to
-//! days. Onboarding is the one exception: a median cannot be summed from
-//! daily rows, so cohorts are read from the `onboarding` rows of the
-//! period's sign-ups (through its `signup_day` index).
+//! Everything is read in rows proportional to days, onboarding included:
+//! `onboarding_days` holds each sign-up day's counts and its sorted
+//! durations, so that a cohort's median is taken from its days' merged
+//! durations, exactly as over its `onboarding` rows. A report reads the
+//! days of its period and of its comparison period once ([`UsersRollups`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{Duration, NaiveDate};
 use serde::Serialize;
@@ -304,29 +305,28 @@ pub async fn activity(
     Ok(activity)
 }
 
-/// The SQL `date_trunc` unit of a cohort bucket.
-fn cohort_unit(granularity: Granularity) -> &'static str {
-    match granularity {
-        Granularity::Day => "day",
-        Granularity::Week => "week",
-        Granularity::Month => "month",
-    }
+/// One sign-up day of the `onboarding_days` rollup.
+#[derive(Debug, Clone, Default, FromRow)]
+pub struct OnboardingDay {
+    /// The local sign-up day.
+    pub signup_day: NaiveDate,
+    /// Persons who signed up that day.
+    pub signups: i64,
+    /// Of them, those who have done every step.
+    pub completed: i64,
+    /// Per step, in the tenant's order: those who have done it.
+    pub step_counts: Vec<i64>,
+    /// Seconds from sign-up to the last step, per completed sign-up,
+    /// ascending.
+    pub completion_seconds: Vec<f64>,
 }
 
-/// The cohort (the first day in `$1..=$2` of its bucket at unit `$3`) of
-/// each onboarding row signed up in the period.
-const COHORT: &str = "greatest(date_trunc($3, signup_day::timestamp)::date, $1)";
-
-/// `ARRAY[count(step_times[1]), …]`: how many rows have done each of
-/// `steps` steps. Only indices are formatted into the SQL, never input.
-fn step_counts_sql(steps: usize) -> String {
-    if steps == 0 {
-        return "'{}'::int8[]".to_owned();
-    }
-    let counts: Vec<String> = (1..=steps)
-        .map(|k| format!("count(step_times[{k}])"))
-        .collect();
-    format!("ARRAY[{}]", counts.join(", "))
+/// The onboarding rollup of a run of sign-up days, from which the cohorts
+/// of every period within them are computed without another read.
+#[derive(Debug, Clone, Default)]
+pub struct Onboarding {
+    /// Sign-up days with sign-ups, in order.
+    days: Vec<OnboardingDay>,
 }
 
 /// The onboarding of a period's sign-ups.
@@ -338,73 +338,114 @@ pub struct OnboardingReport {
     pub cohorts: Vec<OnboardingCohort>,
 }
 
-/// The onboarding of the persons who signed up in `from..=to`, as a whole
-/// (the empty grouping set) and per bucket at `granularity`. `steps` are
-/// the tenant's onboarding steps, whose order `step_times` follows. The
-/// counts are a hashed aggregate; the medians sort only the completed
-/// rows' durations.
+/// Reads the onboarding rollup of the sign-up days `from..=to`.
 pub async fn onboarding(
     tx: &mut TenantTx,
     from: NaiveDate,
     to: NaiveDate,
-    granularity: Granularity,
-    steps: &[String],
-) -> Result<OnboardingReport, DbError> {
-    let unit = cohort_unit(granularity);
-    let counts: Vec<(Option<NaiveDate>, i64, i64, Vec<i64>)> = sqlx::query_as(&format!(
-        "SELECT {COHORT}, count(*), count(completed_at), {}
-         FROM onboarding WHERE signup_day BETWEEN $1 AND $2
-         GROUP BY GROUPING SETS ((1), ())",
-        step_counts_sql(steps.len())
-    ))
+) -> Result<Onboarding, DbError> {
+    let days = sqlx::query_as(
+        "SELECT signup_day, signups, completed, step_counts, completion_seconds
+         FROM onboarding_days WHERE signup_day BETWEEN $1 AND $2 ORDER BY signup_day",
+    )
     .bind(from)
     .bind(to)
-    .bind(unit)
     .fetch_all(tx.conn())
     .await?;
-    let medians: Vec<(Option<NaiveDate>, Option<f64>)> = sqlx::query_as(&format!(
-        "SELECT cohort, percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds)
-         FROM (SELECT {COHORT} AS cohort,
-                      extract(epoch FROM completed_at - signed_up_at)::float8 AS seconds
-               FROM onboarding
-               WHERE signup_day BETWEEN $1 AND $2 AND completed_at IS NOT NULL) o
-         GROUP BY GROUPING SETS ((cohort), ())"
-    ))
-    .bind(from)
-    .bind(to)
-    .bind(unit)
-    .fetch_all(tx.conn())
-    .await?;
-    let medians: HashMap<Option<NaiveDate>, Option<f64>> = medians.into_iter().collect();
-    let counts: HashMap<Option<NaiveDate>, (i64, i64, Vec<i64>)> = counts
-        .into_iter()
-        .map(|(cohort, signups, completed, done)| (cohort, (signups, completed, done)))
-        .collect();
-    let cohort = |key: Option<NaiveDate>, date: NaiveDate| {
-        let (signups, completed, done) = counts.get(&key).cloned().unwrap_or_default();
+    Ok(Onboarding { days })
+}
+
+impl Onboarding {
+    /// The rollup days within `from..=to`.
+    fn range(&self, from: NaiveDate, to: NaiveDate) -> &[OnboardingDay] {
+        let start = self.days.partition_point(|d| d.signup_day < from);
+        let end = self.days.partition_point(|d| d.signup_day <= to);
+        &self.days[start..end.max(start)]
+    }
+
+    /// The persons who signed up in `from..=to` as one cohort dated `date`;
+    /// `steps` are the tenant's onboarding steps.
+    pub fn cohort(
+        &self,
+        date: NaiveDate,
+        from: NaiveDate,
+        to: NaiveDate,
+        steps: &[String],
+    ) -> OnboardingCohort {
+        let days = self.range(from, to);
+        let (mut signups, mut completed) = (0, 0);
+        let mut done = vec![0; steps.len()];
+        for day in days {
+            signups += day.signups;
+            completed += day.completed;
+            for (total, count) in done.iter_mut().zip(&day.step_counts) {
+                *total += count;
+            }
+        }
+        let runs: Vec<&[f64]> = days
+            .iter()
+            .map(|d| d.completion_seconds.as_slice())
+            .collect();
         OnboardingCohort {
             date,
             signups,
             completed,
             completion_rate: cohort_completion_rate(signups, completed, steps.len()),
-            median_seconds_to_complete: medians.get(&key).copied().flatten(),
+            median_seconds_to_complete: median_of_sorted(&runs),
             steps: steps
                 .iter()
-                .enumerate()
-                .map(|(k, step)| StepCompletion {
+                .zip(done)
+                .map(|(step, completed)| StepCompletion {
                     step: step.clone(),
-                    completed: done.get(k).copied().unwrap_or(0),
+                    completed,
                 })
                 .collect(),
         }
-    };
-    Ok(OnboardingReport {
-        period: cohort(None, from),
-        cohorts: buckets(from, to, granularity)
-            .into_iter()
-            .map(|(start, _)| cohort(Some(start), start))
-            .collect(),
-    })
+    }
+
+    /// The onboarding of the persons who signed up in `from..=to`, as a
+    /// whole and per bucket at `granularity`.
+    pub fn report(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        granularity: Granularity,
+        steps: &[String],
+    ) -> OnboardingReport {
+        OnboardingReport {
+            period: self.cohort(from, from, to, steps),
+            cohorts: buckets(from, to, granularity)
+                .into_iter()
+                .map(|(start, end)| self.cohort(start, start, end, steps))
+                .collect(),
+        }
+    }
+}
+
+/// The median of the values of `runs`, each sorted ascending, exactly as
+/// `percentile_cont(0.5)` computes it over all of them: the middle value,
+/// or `lo + 0.5 × (hi − lo)` of the two middle ones; `None` without values.
+pub(crate) fn median_of_sorted(runs: &[&[f64]]) -> Option<f64> {
+    let middle = |lo: f64, hi: f64| lo + 0.5 * (hi - lo);
+    match runs.iter().filter(|r| !r.is_empty()).count() {
+        0 => None,
+        1 => {
+            let values = runs.iter().find(|r| !r.is_empty())?;
+            let n = values.len();
+            Some(middle(values[(n - 1) / 2], values[n / 2]))
+        }
+        _ => {
+            let mut values: Vec<f64> = runs.concat();
+            let n = values.len();
+            let (_, lo, above) = values.select_nth_unstable_by((n - 1) / 2, f64::total_cmp);
+            let lo = *lo;
+            if n % 2 == 1 {
+                return Some(lo);
+            }
+            let hi = above.iter().copied().min_by(f64::total_cmp)?;
+            Some(middle(lo, hi))
+        }
+    }
 }
 
 /// `completed` ÷ `signups`, unless there are no sign-ups or no steps to do.
@@ -447,16 +488,31 @@ pub async fn top_events(
     Ok(events)
 }
 
-/// The users KPIs of `from..=to` (for a comparison period).
-pub async fn period_kpis(
-    tx: &mut TenantTx,
-    from: NaiveDate,
-    to: NaiveDate,
-    steps: &[String],
-) -> Result<UsersKpis, DbError> {
-    let activity = activity(tx, from, to).await?;
-    let onboarding = onboarding(tx, from, to, Granularity::Month, steps).await?;
-    Ok(activity.kpis(from, to, &onboarding.period))
+/// The product rollups of a run of local days, read once, from which the
+/// users KPIs of every period within them are computed (a report and its
+/// comparison period).
+#[derive(Debug, Clone, Default)]
+pub struct UsersRollups {
+    /// Active users, sign-ups and new users.
+    pub activity: Activity,
+    /// Onboarding by sign-up day.
+    pub onboarding: Onboarding,
+}
+
+impl UsersRollups {
+    /// Reads the rollups of `from..=to`.
+    pub async fn read(tx: &mut TenantTx, from: NaiveDate, to: NaiveDate) -> Result<Self, DbError> {
+        Ok(UsersRollups {
+            activity: activity(tx, from, to).await?,
+            onboarding: onboarding(tx, from, to).await?,
+        })
+    }
+
+    /// The users KPIs of `from..=to`, which the days read must cover.
+    pub fn kpis(&self, from: NaiveDate, to: NaiveDate, steps: &[String]) -> UsersKpis {
+        let onboarding = self.onboarding.cohort(from, from, to, steps);
+        self.activity.kpis(from, to, &onboarding)
+    }
 }
 
 #[cfg(test)]
@@ -538,12 +594,90 @@ mod tests {
     }
 
     #[test]
-    fn step_counts_are_one_column_per_step() {
-        assert_eq!(step_counts_sql(0), "'{}'::int8[]");
+    fn medians_interpolate_the_two_middle_values_as_percentile_cont() {
+        assert_eq!(median_of_sorted(&[]), None);
+        assert_eq!(median_of_sorted(&[&[], &[]]), None);
+        assert_eq!(median_of_sorted(&[&[5.0]]), Some(5.0));
+        assert_eq!(median_of_sorted(&[&[], &[1.0, 2.0, 10.0]]), Some(2.0));
+        assert_eq!(median_of_sorted(&[&[1.0, 2.0, 10.0, 11.0]]), Some(6.0));
+        // Runs are merged whatever their order: 1 3 4 7 8 9 20.
         assert_eq!(
-            step_counts_sql(2),
-            "ARRAY[count(step_times[1]), count(step_times[2])]"
+            median_of_sorted(&[&[4.0, 8.0, 20.0], &[1.0, 9.0], &[3.0, 7.0]]),
+            Some(7.0)
         );
+        // 1 3 4 7 8 9: between 4 and 7; negative durations sort first.
+        assert_eq!(
+            median_of_sorted(&[&[4.0, 8.0], &[1.0, 9.0], &[3.0, 7.0]]),
+            Some(5.5)
+        );
+        assert_eq!(median_of_sorted(&[&[-3.0, 2.0], &[-1.0]]), Some(-1.0));
+        assert_eq!(
+            median_of_sorted(&[&[0.1], &[0.2]]),
+            Some(0.1 + 0.5 * (0.2 - 0.1))
+        );
+    }
+
+    #[test]
+    fn cohorts_add_their_days_and_take_the_median_of_all_of_them() {
+        let steps = ["A".to_owned(), "B".to_owned()];
+        let onboarding = Onboarding {
+            days: vec![
+                OnboardingDay {
+                    signup_day: day("2026-01-01"),
+                    signups: 3,
+                    completed: 2,
+                    step_counts: vec![3, 2],
+                    completion_seconds: vec![60.0, 600.0],
+                },
+                OnboardingDay {
+                    signup_day: day("2026-01-03"),
+                    signups: 2,
+                    completed: 1,
+                    step_counts: vec![1, 2],
+                    completion_seconds: vec![120.0],
+                },
+                OnboardingDay {
+                    signup_day: day("2026-01-05"),
+                    signups: 1,
+                    completed: 1,
+                    step_counts: vec![1, 1],
+                    completion_seconds: vec![30.0],
+                },
+            ],
+        };
+        let report = onboarding.report(
+            day("2026-01-01"),
+            day("2026-01-05"),
+            Granularity::Week,
+            &steps,
+        );
+        assert_eq!(report.period.signups, 6);
+        assert_eq!(report.period.completed, 4);
+        // 30 60 120 600.
+        assert_eq!(report.period.median_seconds_to_complete, Some(90.0));
+        let counts: Vec<i64> = report.period.steps.iter().map(|s| s.completed).collect();
+        assert_eq!(counts, [5, 5]);
+        assert_eq!(report.cohorts.len(), 2);
+        let first = &report.cohorts[0];
+        assert_eq!(
+            (first.date, first.signups, first.completed),
+            (day("2026-01-01"), 5, 3)
+        );
+        assert_eq!(first.median_seconds_to_complete, Some(120.0));
+        assert_eq!(first.completion_rate, Some(0.6));
+        let second = &report.cohorts[1];
+        assert_eq!((second.date, second.signups), (day("2026-01-05"), 1));
+        assert_eq!(second.median_seconds_to_complete, Some(30.0));
+        let empty = onboarding.cohort(
+            day("2026-01-02"),
+            day("2026-01-02"),
+            day("2026-01-02"),
+            &steps,
+        );
+        assert_eq!((empty.signups, empty.completion_rate), (0, None));
+        assert_eq!(empty.median_seconds_to_complete, None);
+        let counts: Vec<i64> = empty.steps.iter().map(|s| s.completed).collect();
+        assert_eq!(counts, [0, 0]);
     }
 
     #[test]

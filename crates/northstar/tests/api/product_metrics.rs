@@ -644,6 +644,79 @@ async fn tickets_open_get_answered_by_agents_and_resolve() {
     assert_eq!(column(&days, "series", "/backlog"), ints(&[2, 1, 1]));
 }
 
+/// The period's median times and the previous period's.
+fn ticket_medians(body: &Value) -> Value {
+    json!([
+        body["kpis"]["median_first_response_seconds"],
+        body["kpis"]["median_resolution_seconds"],
+        body["previous"]["median_first_response_seconds"],
+        body["previous"]["median_resolution_seconds"],
+    ])
+}
+
+#[tokio::test]
+async fn ticket_medians_take_every_ticket_of_the_period_and_follow_late_creations() {
+    let app = TestApp::spawn().await;
+    let product = Product::new(&app).await;
+    product
+        .send(vec![
+            ticket("Ticket Created", "T1", "2026-09-01T10:00", None),
+            ticket("Ticket Replied", "T1", "2026-09-01T10:10", None),
+            ticket("Ticket Resolved", "T1", "2026-09-01T12:00", None),
+            ticket("Ticket Created", "T2", "2026-09-01T11:00", None),
+            ticket("Ticket Replied", "T2", "2026-09-01T11:30", None),
+            ticket("Ticket Created", "T3", "2026-09-02T09:00", None),
+            ticket("Ticket Replied", "T3", "2026-09-02T09:20", None),
+            ticket("Ticket Resolved", "T3", "2026-09-03T09:00", None),
+            ticket("Ticket Created", "T4", "2026-09-03T08:00", None),
+        ])
+        .await;
+    let query = "from=2026-09-01&to=2026-09-03";
+    // Replies after 10, 30 and 20 minutes; resolutions after 2 h and a day.
+    assert_eq!(
+        ticket_medians(&product.support(query).await),
+        json!([1200.0, 46800.0, null, null])
+    );
+    // A fourth reply, after 40 minutes: between 20 and 30.
+    product
+        .send(vec![ticket(
+            "Ticket Replied",
+            "T4",
+            "2026-09-03T08:40",
+            None,
+        )])
+        .await;
+    assert_eq!(
+        ticket_medians(&product.support(query).await),
+        json!([1500.0, 46800.0, null, null])
+    );
+    // T3 was created on August 31: its times leave September 2 for it.
+    product
+        .send(vec![ticket(
+            "Ticket Created",
+            "T3",
+            "2026-08-31T09:00",
+            None,
+        )])
+        .await;
+    let support = product.support(query).await;
+    assert_eq!(
+        ticket_medians(&support),
+        json!([1800.0, 7200.0, 174000.0, 259200.0])
+    );
+    assert_eq!(column(&support, "series", "/opened"), ints(&[2, 0, 1]));
+    let day = product
+        .support("from=2026-09-02&to=2026-09-02&compare=none")
+        .await;
+    assert_eq!(ticket_medians(&day), json!([null, null, null, null]));
+    // The overview serves the same medians.
+    let overview = product.dashboard("overview", query).await;
+    assert_eq!(
+        overview["median_first_response_seconds"],
+        json!({ "value": 1800.0, "previous": 174000.0, "change": -0.989655 })
+    );
+}
+
 #[tokio::test]
 async fn days_begin_at_midnight_in_the_tenants_time_zone() {
     let app = TestApp::spawn().await;
@@ -947,6 +1020,62 @@ impl Model {
         }
     }
 
+    /// When each person first sent each track event.
+    fn firsts(&self) -> BTreeMap<(String, String), DateTime<Utc>> {
+        let mut firsts: BTreeMap<(String, String), DateTime<Utc>> = BTreeMap::new();
+        for (id, time, event) in &self.calls {
+            if let Some(event) = event {
+                let first = firsts
+                    .entry((self.person(id), event.clone()))
+                    .or_insert(*time);
+                *first = (*first).min(*time);
+            }
+        }
+        firsts
+    }
+
+    /// The onboarding cohort of the persons who first sent `Signed Up` on a
+    /// local day of `from..=to`, dated `date`, in the shape of [`cohort`]:
+    /// the median is `percentile_cont(0.5)`'s, computed here by sorting.
+    fn onboarding(
+        &self,
+        zone: FixedOffset,
+        steps: &[&str],
+        date: NaiveDate,
+        (from, to): (NaiveDate, NaiveDate),
+    ) -> Value {
+        let firsts = self.firsts();
+        let (mut signups, mut done) = (0, vec![0; steps.len()]);
+        let mut seconds = Vec::new();
+        for ((person, event), signed_up) in &firsts {
+            let day = signed_up.with_timezone(&zone).date_naive();
+            if event != "Signed Up" || day < from || day > to {
+                continue;
+            }
+            signups += 1;
+            let times: Vec<Option<&DateTime<Utc>>> = steps
+                .iter()
+                .map(|step| firsts.get(&(person.clone(), (*step).to_owned())))
+                .collect();
+            for (count, time) in done.iter_mut().zip(&times) {
+                *count += i64::from(time.is_some());
+            }
+            if !steps.is_empty() && times.iter().all(Option::is_some) {
+                let last = times.iter().flatten().max().copied().expect("a step");
+                seconds.push((*last.max(signed_up) - *signed_up).num_seconds() as f64);
+            }
+        }
+        seconds.sort_by(f64::total_cmp);
+        let median = (!seconds.is_empty()).then(|| {
+            let n = seconds.len();
+            let (lo, hi) = (seconds[(n - 1) / 2], seconds[n / 2]);
+            lo + 0.5 * (hi - lo)
+        });
+        let rate = (!steps.is_empty() && signups > 0)
+            .then(|| ((seconds.len() as f64 / f64::from(signups)) * 1e6).round() / 1e6);
+        json!([date, signups, seconds.len(), rate, median, done])
+    }
+
     /// The expected numbers, in the shape [`served`] reads them.
     fn expected(
         &self,
@@ -957,7 +1086,7 @@ impl Model {
         let local = |t: &DateTime<Utc>| t.with_timezone(&zone).date_naive();
         let mut active: BTreeMap<String, BTreeSet<NaiveDate>> = BTreeMap::new();
         let mut counts: BTreeMap<(NaiveDate, String), i64> = BTreeMap::new();
-        let mut firsts: BTreeMap<(String, String), DateTime<Utc>> = BTreeMap::new();
+        let firsts = self.firsts();
         for (id, time, event) in &self.calls {
             let person = self.person(id);
             active
@@ -966,8 +1095,6 @@ impl Model {
                 .insert(local(time));
             if let Some(event) = event {
                 *counts.entry((local(time), event.clone())).or_default() += 1;
-                let first = firsts.entry((person, event.clone())).or_insert(*time);
-                *first = (*first).min(*time);
             }
         }
         let in_range = |from: NaiveDate, to: NaiveDate| {
@@ -1035,9 +1162,37 @@ impl Model {
                 json!([event, calls, adopted.len(), new, rate])
             })
             .collect();
-        json!({ "days": per_day, "weeks": weeks, "months": months, "total": total, "top": top })
+        let onboarding_days: Vec<Value> = days
+            .iter()
+            .map(|&d| self.onboarding(zone, STEPS, d, (d, d)))
+            .collect();
+        // Sign-ups cluster early: onboarding is checked over all the days.
+        let (from, to) = (days[0], days[days.len() - 1]);
+        let onboarding_weeks: Vec<Value> = week_starts(days)
+            .into_iter()
+            .map(|w| {
+                let start = w.max(from);
+                self.onboarding(zone, STEPS, start, (start, (w + Duration::days(6)).min(to)))
+            })
+            .collect();
+        let length = (to - from).num_days() + 1;
+        let before = (from - Duration::days(length), from - Duration::days(1));
+        let onboarding_periods = [(from, to), before]
+            .map(|(f, t)| {
+                let c = self.onboarding(zone, STEPS, f, (f, t));
+                json!([c[3], c[4]])
+            })
+            .to_vec();
+        json!({
+            "days": per_day, "weeks": weeks, "months": months, "total": total, "top": top,
+            "onboarding_days": onboarding_days, "onboarding_weeks": onboarding_weeks,
+            "onboarding_periods": onboarding_periods,
+        })
     }
 }
+
+/// The onboarding steps of the random histories.
+const STEPS: &[&str] = &["E00", "E02"];
 
 fn week_starts(days: &[NaiveDate]) -> Vec<NaiveDate> {
     use chrono::Datelike;
@@ -1059,10 +1214,12 @@ fn month_starts(days: &[NaiveDate]) -> Vec<NaiveDate> {
 /// The numbers the dashboards serve, in the shape of [`Model::expected`].
 async fn served(product: &Product, days: &[NaiveDate], sub: (NaiveDate, NaiveDate)) -> Value {
     let mut per_day = Vec::new();
+    let mut onboarding_days = Vec::new();
     for d in days {
         let body = product
             .users(&format!("from={d}&to={d}&compare=none"))
             .await;
+        onboarding_days.push(cohort(&body, 0));
         let k = &body["kpis"];
         let dau = body["series"][0]["active_users"].clone();
         assert_eq!(k["average_dau"].as_f64(), dau.as_f64(), "{d}");
@@ -1109,16 +1266,47 @@ async fn served(product: &Product, days: &[NaiveDate], sub: (NaiveDate, NaiveDat
             ])
         })
         .collect();
+    let onboarding = product
+        .users(&format!(
+            "from={}&to={last}&granularity=week&compare=previous_period",
+            days[0]
+        ))
+        .await;
+    let onboarding_weeks: Vec<Value> = (0..onboarding["onboarding"]["cohorts"]
+        .as_array()
+        .map_or(0, Vec::len))
+        .map(|i| cohort(&onboarding, i))
+        .collect();
+    let onboarding_periods: Vec<Value> = ["kpis", "previous"]
+        .iter()
+        .map(|side| {
+            let k = &onboarding[side];
+            json!([
+                k["onboarding_completion_rate"],
+                k["median_seconds_to_onboard"]
+            ])
+        })
+        .collect();
     json!({
         "days": per_day, "weeks": pairs(&weeks), "months": pairs(&months),
         "total": period["kpis"]["total_users"], "top": top,
+        "onboarding_days": onboarding_days, "onboarding_weeks": onboarding_weeks,
+        "onboarding_periods": onboarding_periods,
     })
 }
 
 /// Lists the entries of `served` and `expected` that differ.
 fn differences(served: &Value, expected: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    for key in ["days", "weeks", "months", "top"] {
+    for key in [
+        "days",
+        "weeks",
+        "months",
+        "top",
+        "onboarding_days",
+        "onboarding_weeks",
+        "onboarding_periods",
+    ] {
         let (s, e) = (
             served[key].as_array().expect("served"),
             expected[key].as_array().expect("expected"),
@@ -1143,9 +1331,10 @@ fn differences(served: &Value, expected: &Value) -> Vec<String> {
 
 /// Random histories of a few users and anonymous ids (page, screen and
 /// track calls, identifies, aliases, retries, late events) sent in batches,
-/// with a time zone change half-way: every served count equals the count
-/// computed directly from the events sent, and still does after
-/// `northstar rollups rebuild`.
+/// with a time zone change half-way and an onboarding steps change later:
+/// every served count, and the onboarding of every day, week and period
+/// (medians included), equals what is computed directly from the events
+/// sent, and still does after `northstar rollups rebuild`.
 #[tokio::test]
 async fn served_counts_equal_the_events_sent_and_a_rebuild() {
     use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
@@ -1167,7 +1356,14 @@ async fn served_counts_equal_the_events_sent_and_a_rebuild() {
     let mut sent: Vec<Value> = Vec::new();
     let mut model = Model::default();
     let mut zone = FixedOffset::east_opt(0).expect("UTC");
+    // Other steps at first: changing them recomputes every onboarding row.
+    product
+        .settings(json!({ "onboarding_steps": ["E01"] }))
+        .await;
     for batch_number in 0..8 {
+        if batch_number == 6 {
+            product.settings(json!({ "onboarding_steps": STEPS })).await;
+        }
         if batch_number == 4 {
             let (name, offset) = zones[rng.gen_range(0..zones.len())];
             product.settings(json!({ "time_zone": name })).await;
@@ -1243,6 +1439,14 @@ async fn served_counts_equal_the_events_sent_and_a_rebuild() {
         expected["total"].as_u64().is_some_and(|n| n > 5),
         "a few persons: {}",
         expected["total"]
+    );
+    let weeks = expected["onboarding_weeks"].as_array().expect("weeks");
+    assert!(
+        weeks.iter().filter(|c| c[4].is_f64()).count() >= 2
+            && weeks
+                .iter()
+                .any(|c| c[2].as_u64().is_some_and(|n| n % 2 == 0 && n > 0)),
+        "medians of a few cohorts, one of an even count: {weeks:?}"
     );
     let incremental = served(&product, &days, sub).await;
     let wrong = differences(&incremental, &expected);

@@ -601,7 +601,7 @@ async fn bad_dashboard_parameters_are_named() {
 }
 
 /// The rollups as an administrator reads them, for comparison.
-async fn rollup_rows(app: &TestApp) -> (Vec<Value>, Vec<Value>) {
+async fn rollup_rows(app: &TestApp) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
     (
         app.rows(
             "SELECT day, new_business, expansion, contraction, churn, reactivation, fx_drift,
@@ -619,14 +619,76 @@ async fn rollup_rows(app: &TestApp) -> (Vec<Value>, Vec<Value>) {
              FROM mrr_movements ORDER BY customer_id, day",
         )
         .await,
+        app.rows(
+            "SELECT day, trials, converted FROM trial_days
+             WHERE (trials, converted) <> (0, 0) ORDER BY day",
+        )
+        .await,
     )
+}
+
+/// Free trials started in `from..=to` and how many converted, straight
+/// from the customers and their movements.
+async fn direct_trials(app: &TestApp, from: &str, to: &str) -> (i64, i64) {
+    let rows = app
+        .rows(&format!(
+            "SELECT count(*) AS trials, count(*) FILTER (WHERE EXISTS (
+                        SELECT 1 FROM mrr_movements m
+                        WHERE m.customer_id = c.id AND m.kind = 'new_business')) AS converted
+             FROM billing_customers c JOIN tenants t ON t.id = c.tenant_id
+             WHERE (c.free_trial_started_at AT TIME ZONE t.time_zone)::date
+                   BETWEEN DATE '{from}' AND DATE '{to}'"
+        ))
+        .await;
+    let number = |key: &str| rows[0][key].as_i64().expect("a count");
+    (number("trials"), number("converted"))
+}
+
+/// Sets (or moves) the trial start of `customer` to a random hour of the
+/// 200 days from `origin`, through the API or the CSV import.
+async fn set_trial_start(
+    billing: &Billing,
+    rng: &mut rand::rngs::StdRng,
+    customer: &str,
+    origin: chrono::NaiveDate,
+) {
+    use rand::Rng;
+    let started = format!(
+        "{}T{:02}:00:00Z",
+        origin + chrono::Duration::days(rng.gen_range(0..200)),
+        rng.gen_range(0..24)
+    );
+    if rng.gen_bool(0.5) {
+        billing
+            .post(
+                "customers",
+                json!({ "external_id": customer, "free_trial_started_at": started }),
+            )
+            .await;
+    } else {
+        let csv = format!("external_id,free_trial_started_at\n{customer},{started}\n");
+        let mut request = billing.owner.request(
+            axum::http::Method::POST,
+            "/api/v1/tenants/acme/billing/import/csv?kind=customers",
+            None,
+        );
+        *request.body_mut() = csv.into();
+        request.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("text/csv"),
+        );
+        let response = billing.owner.send(request).await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert_eq!(response.body["imported"], 1, "{}", response.body);
+    }
 }
 
 /// Random billing histories written through the API in a random order,
 /// with invoices re-sent, moved between customers, cancelled and
-/// un-cancelled: the incrementally maintained rollups equal a rebuild from
-/// raw data, and the MRR the dashboard serves for a day equals the MRR
-/// computed directly from the stored lines.
+/// un-cancelled, and trial starts set and moved: the incrementally
+/// maintained rollups equal a rebuild from raw data, the MRR the dashboard
+/// serves for a day equals the MRR computed directly from the stored lines,
+/// and its trial conversions those computed from the customers.
 #[tokio::test]
 async fn incremental_rollups_equal_a_rebuild_and_the_raw_lines() {
     use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -651,6 +713,10 @@ async fn incremental_rollups_equal_a_rebuild_and_the_raw_lines() {
     let origin = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("date");
     for _ in 0..60 {
         let customer = format!("c{}", rng.gen_range(0..8));
+        if rng.gen_bool(0.15) {
+            set_trial_start(&billing, &mut rng, &customer, origin).await;
+            continue;
+        }
         let subscription = format!("{customer}-s{}", rng.gen_range(0..2));
         if rng.gen_bool(0.15) {
             let cancelled_at = rng.gen_bool(0.7).then(|| {
@@ -691,15 +757,38 @@ async fn incremental_rollups_equal_a_rebuild_and_the_raw_lines() {
             .await;
     }
 
+    // Trials that change last, some of customers who never pay.
+    for c in 0..10 {
+        set_trial_start(&billing, &mut rng, &format!("c{c}"), origin).await;
+    }
+
     let incremental = rollup_rows(&app).await;
     assert!(!incremental.1.is_empty(), "the history produced movements");
+    assert!(!incremental.2.is_empty(), "the history has trials");
+    for (from, to) in [
+        ("2026-01-01", "2026-12-31"),
+        ("2026-01-01", "2026-03-15"),
+        ("2026-03-16", "2026-05-31"),
+        ("2026-06-01", "2026-07-19"),
+    ] {
+        let served = billing
+            .revenue(&format!("from={from}&to={to}&compare=none"))
+            .await;
+        let (trials, converted) = direct_trials(&app, from, to).await;
+        let rate = (trials > 0).then(|| ((converted as f64 / trials as f64) * 1e6).round() / 1e6);
+        assert_eq!(
+            served["kpis"]["trial_to_paid"].as_f64(),
+            rate,
+            "{from}..{to}: {converted} of {trials} trials converted"
+        );
+    }
     let output = crate::support::northstar(&app, &["rollups", "rebuild", "--tenant", "acme"], None);
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("8 customers"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("10 customers"));
     assert_eq!(rollup_rows(&app).await, incremental);
 
     // Directly from the stored lines: per subscription, the latest-starting

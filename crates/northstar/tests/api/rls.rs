@@ -318,6 +318,54 @@ const FIXTURES: &[Fixture] = &[
         app_may_update: true,
         app_may_delete: true,
     },
+    // Dashboard rollups (0006_dashboard_rollups.sql).
+    Fixture {
+        table: "onboarding_days",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO onboarding_days (tenant_id, signup_day, signups, completed, step_counts,
+                                             completion_seconds)
+                 VALUES ($1, DATE '2000-01-01' + ('x' || substr(md5($2::uuid::text), 1, 7))::bit(28)::int,
+                         1, 1, '{1}', '{60}')",
+        set: "signups = signups + 1",
+        app_may_update: true,
+        app_may_delete: true,
+    },
+    Fixture {
+        table: "ticket_days",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO ticket_days (tenant_id, created_day, first_response_seconds,
+                                         resolution_seconds)
+                 VALUES ($1, DATE '2000-01-01' + ('x' || substr(md5($2::uuid::text), 1, 7))::bit(28)::int,
+                         '{60}', '{3600}')",
+        set: "resolution_seconds = resolution_seconds || 7200::float8",
+        app_may_update: true,
+        app_may_delete: true,
+    },
+    Fixture {
+        table: "trial_days",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO trial_days (tenant_id, day, trials, converted)
+                 VALUES ($1, DATE '2000-01-01' + ('x' || substr(md5($2::uuid::text), 1, 7))::bit(28)::int,
+                         2, 1)",
+        set: "trials = trials + 1",
+        app_may_update: true,
+        app_may_delete: true,
+    },
+    // One row per customer, and the tenant has one: a second insert
+    // changes it.
+    Fixture {
+        table: "trial_customers",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO trial_customers AS t (tenant_id, customer_id, day, converted)
+                 VALUES ($1,
+                         (SELECT id FROM billing_customers WHERE tenant_id = $1 ORDER BY id LIMIT 1),
+                         DATE '2000-01-01' + ('x' || substr(md5($2::uuid::text), 1, 7))::bit(28)::int,
+                         false)
+                 ON CONFLICT (tenant_id, customer_id) DO UPDATE SET day = excluded.day",
+        set: "converted = NOT converted",
+        app_may_update: true,
+        app_may_delete: true,
+    },
     // Revenue cohorts (0005_revenue_cohorts.sql): months must be first days.
     Fixture {
         table: "revenue_cohorts",

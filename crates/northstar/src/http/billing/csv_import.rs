@@ -180,6 +180,7 @@ pub async fn import_csv(
         BillingCsvKind::Invoices => import.invoices(&mut tx, &columns, records).await?,
     }
     rollup::recompute_customers(&mut tx, &std::mem::take(&mut import.affected)).await?;
+    rollup::recount_trials(&mut tx, &std::mem::take(&mut import.trials)).await?;
     let report = import.report;
     audit::record(
         &mut tx,
@@ -513,6 +514,8 @@ struct CsvImport {
     report: BillingImportReport,
     /// Customers whose revenue may have changed.
     affected: Vec<Uuid>,
+    /// Customers whose trial start may have changed.
+    trials: Vec<Uuid>,
 }
 
 impl CsvImport {
@@ -552,7 +555,8 @@ impl CsvImport {
                 self.reject(refusal);
                 continue;
             }
-            customers::upsert(tx, &input).await?;
+            let customer = customers::upsert(tx, &input).await?;
+            self.trials.push(customer.id);
             self.report.imported += 1;
         }
         Ok(())

@@ -359,6 +359,7 @@ pub async fn upsert_customer(
     scope.require(Role::Admin)?;
     invalid_if_any(check_customer(&input))?;
     let customer = customers::upsert(&mut scope.tx, &input).await?;
+    rollup::recount_trials(&mut scope.tx, &[customer.id]).await?;
     audit::record(
         &mut scope.tx,
         &scope.actor,

@@ -78,6 +78,15 @@ impl Period {
     pub(crate) fn comparison(&self) -> Option<(NaiveDate, NaiveDate)> {
         self.compare_from.zip(self.compare_to)
     }
+
+    /// The first and last day of the period and its comparison together:
+    /// what a handler reads once to compute both.
+    pub(crate) fn span(&self) -> (NaiveDate, NaiveDate) {
+        match self.comparison() {
+            Some((from, to)) => (from.min(self.from), to.max(self.to)),
+            None => (self.from, self.to),
+        }
+    }
 }
 
 /// Checks the query against the calendar of `tenant`.

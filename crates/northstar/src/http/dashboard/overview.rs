@@ -5,11 +5,10 @@
 use axum::Json;
 use chrono::NaiveDate;
 use northstar_db::{
-    TenantTx,
-    billing::revenue::{self, RevenueDay, RevenueKpis},
+    billing::revenue::{self, RevenueDay, RevenueKpis, Trials},
     product::{
-        support::{self as support_db, SupportKpis, TicketDay},
-        users::{self as users_db, UsersKpis},
+        support::{self as support_db, SupportKpis, TicketDay, TicketTimes},
+        users::{UsersKpis, UsersRollups},
     },
     tenants,
 };
@@ -108,16 +107,17 @@ pub async fn overview(
 ) -> Result<Json<Overview>, ApiError> {
     let tenant = tenants::current(&mut scope.tx).await?;
     let period = period(&mut scope, &tenant, &query).await?;
+    let (first, last) = period.span();
     let days = Days {
-        revenue: revenue::days_until(&mut scope.tx, period.to).await?,
-        tickets: support_db::days_until(&mut scope.tx, period.to).await?,
+        revenue: revenue::days_between(&mut scope.tx, first, last).await?,
+        tickets: support_db::days_between(&mut scope.tx, first, last).await?,
+        times: support_db::ticket_times(&mut scope.tx, first, last).await?,
+        trials: revenue::trials(&mut scope.tx, first, last).await?,
+        users: UsersRollups::read(&mut scope.tx, first, last).await?,
         steps: &tenant.onboarding_steps,
     };
-    let now = days.kpis(&mut scope.tx, period.from, period.to).await?;
-    let before = match period.comparison() {
-        Some((from, to)) => Some(days.kpis(&mut scope.tx, from, to).await?),
-        None => None,
-    };
+    let now = days.kpis(period.from, period.to);
+    let before = period.comparison().map(|(from, to)| days.kpis(from, to));
     let headline = |metric: fn(&Kpis) -> Option<f64>| {
         Headline::new(metric(&now), before.as_ref().and_then(metric))
     };
@@ -144,27 +144,25 @@ pub async fn overview(
 struct Days<'a> {
     revenue: Vec<RevenueDay>,
     tickets: Vec<TicketDay>,
+    times: TicketTimes,
+    trials: Trials,
+    users: UsersRollups,
     steps: &'a [String],
 }
 
 impl Days<'_> {
-    async fn kpis(
-        &self,
-        tx: &mut TenantTx,
-        from: NaiveDate,
-        to: NaiveDate,
-    ) -> Result<Kpis, ApiError> {
-        let trials = revenue::trial_conversions(tx, from, to).await?;
+    /// The KPIs of `from..=to`, which the days read must cover.
+    fn kpis(&self, from: NaiveDate, to: NaiveDate) -> Kpis {
         let length = (to - from).num_days() + 1;
-        Ok(Kpis {
+        Kpis {
             revenue: revenue::kpis(
                 &revenue::period_totals(&self.revenue, from, to),
                 length,
-                trials,
+                self.trials.conversions(from, to),
             ),
-            users: users_db::period_kpis(tx, from, to, self.steps).await?,
-            support: support_db::period_kpis(tx, &self.tickets, &self.revenue, from, to).await?,
-        })
+            users: self.users.kpis(from, to, self.steps),
+            support: support_db::period_kpis(&self.tickets, &self.times, &self.revenue, from, to),
+        }
     }
 }
 

@@ -130,21 +130,26 @@ pub async fn revenue(
 ) -> Result<Json<RevenueDashboard>, ApiError> {
     let tenant = tenants::current(&mut scope.tx).await?;
     let period = period(&mut scope, &tenant, &query).await?;
-    let days = revenue::days_until(&mut scope.tx, period.to).await?;
+    let (first, last) = period.span();
+    let days = revenue::days_between(&mut scope.tx, first, last).await?;
+    let trials = revenue::trials(&mut scope.tx, first, last).await?;
     let totals = period_totals(&days, period.from, period.to);
-    let trials = revenue::trial_conversions(&mut scope.tx, period.from, period.to).await?;
-    let previous = match period.comparison() {
-        Some((from, to)) => {
-            let trials = revenue::trial_conversions(&mut scope.tx, from, to).await?;
-            let length = (to - from).num_days() + 1;
-            Some(kpis(&period_totals(&days, from, to), length, trials))
-        }
-        None => None,
-    };
+    let previous = period.comparison().map(|(from, to)| {
+        let length = (to - from).num_days() + 1;
+        kpis(
+            &period_totals(&days, from, to),
+            length,
+            trials.conversions(from, to),
+        )
+    });
     let missing_exchange_rates = exchange_rates::missing_currencies(&mut scope.tx).await?;
     Ok(Json(RevenueDashboard {
         currency: tenant.reporting_currency,
-        kpis: kpis(&totals, period.days(), trials),
+        kpis: kpis(
+            &totals,
+            period.days(),
+            trials.conversions(period.from, period.to),
+        ),
         previous,
         movements: Movements::from(&totals),
         series: series(&days, &period),

@@ -44,16 +44,14 @@ pub async fn support(
 ) -> Result<Json<SupportDashboard>, ApiError> {
     let tenant = tenants::current(&mut scope.tx).await?;
     let period = period(&mut scope, &tenant, &query).await?;
-    let tickets = support_db::days_until(&mut scope.tx, period.to).await?;
-    let revenue = revenue::days_until(&mut scope.tx, period.to).await?;
-    let kpis =
-        support_db::period_kpis(&mut scope.tx, &tickets, &revenue, period.from, period.to).await?;
-    let previous = match period.comparison() {
-        Some((from, to)) => {
-            Some(support_db::period_kpis(&mut scope.tx, &tickets, &revenue, from, to).await?)
-        }
-        None => None,
-    };
+    let (first, last) = period.span();
+    let tickets = support_db::days_between(&mut scope.tx, first, last).await?;
+    let times = support_db::ticket_times(&mut scope.tx, first, last).await?;
+    let revenue = revenue::days_between(&mut scope.tx, first, last).await?;
+    let kpis = support_db::period_kpis(&tickets, &times, &revenue, period.from, period.to);
+    let previous = period
+        .comparison()
+        .map(|(from, to)| support_db::period_kpis(&tickets, &times, &revenue, from, to));
     Ok(Json(SupportDashboard {
         kpis,
         previous,

@@ -3,7 +3,9 @@
 
 use axum::Json;
 use northstar_db::{
-    product::users::{self as users_db, OnboardingCohort, TopEvent, UsersKpis, UsersPoint},
+    product::users::{
+        self as users_db, OnboardingCohort, TopEvent, UsersKpis, UsersPoint, UsersRollups,
+    },
     tenants,
 };
 use serde::Serialize;
@@ -62,19 +64,19 @@ pub async fn users(
     let (from, to) = (period.from, period.to);
     let steps = tenant.onboarding_steps;
     let granularity = period.granularity();
-    let activity = users_db::activity(&mut scope.tx, from, to).await?;
-    let onboarding = users_db::onboarding(&mut scope.tx, from, to, granularity, &steps).await?;
-    let kpis = activity.kpis(from, to, &onboarding.period);
-    let previous = match period.comparison() {
-        Some((from, to)) => Some(users_db::period_kpis(&mut scope.tx, from, to, &steps).await?),
-        None => None,
-    };
+    let (first, last) = period.span();
+    let rollups = UsersRollups::read(&mut scope.tx, first, last).await?;
+    let onboarding = rollups.onboarding.report(from, to, granularity, &steps);
+    let kpis = rollups.activity.kpis(from, to, &onboarding.period);
+    let previous = period
+        .comparison()
+        .map(|(from, to)| rollups.kpis(from, to, &steps));
     let top_events = users_db::top_events(&mut scope.tx, from, to, kpis.total_users).await?;
     Ok(Json(UsersDashboard {
         signup_event: tenant.signup_event,
         kpis,
         previous,
-        series: activity.series(from, to, granularity),
+        series: rollups.activity.series(from, to, granularity),
         onboarding: Onboarding {
             steps,
             cohorts: onboarding.cohorts,
