@@ -117,7 +117,8 @@ pub struct BatchWriter {
     months: HashSet<i32>,
 }
 
-/// The staging table; the product rollup rebuild stages stored events in it too.
+/// The staging table; the rollup worker stages inbox rows in it too, and
+/// the product rollup rebuild stored events.
 pub(crate) const STAGING: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS ingest_staging (
     tenant_id uuid NOT NULL,
     time timestamptz NOT NULL,

@@ -118,19 +118,6 @@ impl RollupWorker {
         Ok(taken.unsigned_abs())
     }
 
-    /// Applies every inbox row of the tenant, `chunk_rows` at a time;
-    /// answers how many.
-    pub async fn apply_all(&mut self, tenant_id: Uuid, chunk_rows: i64) -> Result<u64, DbError> {
-        let mut applied = 0;
-        loop {
-            let chunk = self.apply_chunk(tenant_id, chunk_rows).await?;
-            applied += chunk;
-            if chunk < chunk_rows.unsigned_abs() {
-                return Ok(applied);
-            }
-        }
-    }
-
     /// Rebuilds the tenant's product rollups if a rebuild is still
     /// requested; answers how many stored calls it read.
     pub async fn rebuild_requested(&mut self, tenant_id: Uuid) -> Result<Option<u64>, DbError> {
