@@ -9,7 +9,7 @@
 use sqlx::{Connection, PgConnection, postgres::PgConnectOptions};
 use uuid::Uuid;
 
-use super::maintain::{self, Staged};
+use super::maintain::{self, Calls};
 use crate::{DbError, ingest::batch::STAGING};
 
 /// Records the tenant's staged rows that the rollups read. The staging
@@ -22,28 +22,6 @@ FROM ingest_staging
 WHERE tenant_id = $1
   AND (type IN ('track', 'page', 'screen', 'alias')
        OR (type = 'identify' AND user_id IS NOT NULL AND anonymous_id IS NOT NULL))";
-
-/// Moves up to `$2` of the tenant's inbox rows into the staging table;
-/// answers how many, and what kinds of calls they hold.
-const TAKE: &str = "
-WITH taken AS (
-    DELETE FROM rollup_inbox
-    WHERE tenant_id = $1
-      AND id IN (SELECT id FROM rollup_inbox WHERE tenant_id = $1 ORDER BY id LIMIT $2)
-    RETURNING *
-), staged AS (
-    INSERT INTO ingest_staging (tenant_id, time, message_id, message_hash, type, event, user_id,
-                                anonymous_id, previous_id, properties, received_at)
-    SELECT tenant_id, time, id::text, '00000000-0000-0000-0000-000000000000', type, event, user_id,
-           anonymous_id, previous_id, properties, time
-    FROM taken
-    RETURNING type, event
-)
-SELECT count(*),
-       coalesce(bool_or(type IN ('track', 'page', 'screen')), false),
-       coalesce(bool_or(type IN ('identify', 'alias')), false),
-       coalesce(bool_or(event IN ('Ticket Created', 'Ticket Replied', 'Ticket Resolved')), false)
-FROM staged";
 
 /// Records what the rollups need of the tenant's staged rows (called by
 /// the batch writer after storing them).
@@ -100,22 +78,9 @@ impl RollupWorker {
             .bind(tenant_id.to_string())
             .execute(&mut *tx)
             .await?;
-        maintain::lock(&mut tx, tenant_id).await?;
-        let (taken, activity, merges, tickets): (i64, bool, bool, bool) = sqlx::query_as(TAKE)
-            .bind(tenant_id)
-            .bind(chunk_rows)
-            .fetch_one(&mut *tx)
-            .await?;
-        if taken > 0 {
-            let staged = Staged {
-                activity,
-                merges,
-                tickets,
-            };
-            maintain::apply_staged(&mut tx, tenant_id, staged).await?;
-        }
+        let applied = maintain::apply_calls(&mut tx, tenant_id, Calls::Inbox(chunk_rows)).await?;
         tx.commit().await?;
-        Ok(taken.unsigned_abs())
+        Ok(applied)
     }
 
     /// Rebuilds the tenant's product rollups if a rebuild is still

@@ -1,8 +1,10 @@
-//! Keeps the product and support rollups up to date with the rows of one
-//! tenant in the `ingest_staging` table: the rollup worker
-//! ([`super::inbox`]) stages a chunk of the rollup inbox there and calls
-//! [`apply_staged`], and [`super::rebuild`] feeds the tenant's stored
-//! events through the same statements.
+//! Keeps the product and support rollups up to date with runs of one
+//! tenant's calls ([`apply_calls`]): the rollup worker ([`super::inbox`])
+//! applies chunks of the rollup inbox, and [`super::rebuild`] feeds the
+//! tenant's stored events through the same statements, a month at a time.
+//! A run is first staged in scratch tables, aggregated: the distinct (id,
+//! day) of activity and the earliest call per (id, event), so that the
+//! statements after it read each fact once, however many calls repeat it.
 //!
 //! Every statement is a delta: it reads what the staged rows change and
 //! adjusts the rollups by exactly that, so a batch costs in proportion to its
@@ -13,7 +15,7 @@
 //! `d`; so each day `d` of D counts for the windows that hold no day of B∪D
 //! before it and no day of B after it.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -26,6 +28,15 @@ pub(crate) const SCRATCH: &[&str] = &[
         day date NOT NULL,
         PRIMARY KEY (person_id, day)
     ) ON COMMIT DELETE ROWS",
+    "CREATE TEMPORARY TABLE IF NOT EXISTS staged_days (
+        id text COLLATE \"C\" NOT NULL,
+        day date NOT NULL
+    ) ON COMMIT DELETE ROWS",
+    "CREATE TEMPORARY TABLE IF NOT EXISTS staged_firsts (
+        id text COLLATE \"C\" NOT NULL,
+        event text COLLATE \"C\" NOT NULL,
+        first_at timestamptz NOT NULL
+    ) ON COMMIT DELETE ROWS",
     "CREATE TEMPORARY TABLE IF NOT EXISTS firsts_delta (
         person_id text COLLATE \"C\" NOT NULL,
         event text COLLATE \"C\" NOT NULL,
@@ -34,17 +45,82 @@ pub(crate) const SCRATCH: &[&str] = &[
     ) ON COMMIT DELETE ROWS",
 ];
 
-/// What the staged rows of a tenant hold, so that statements with nothing
-/// to do are skipped.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Staged {
-    /// Track, page or screen calls.
-    pub activity: bool,
-    /// Identify or alias calls, which may merge identities.
-    pub merges: bool,
-    /// Track calls named `Ticket …`.
-    pub tickets: bool,
+/// A run of a tenant's calls for [`apply_calls`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Calls {
+    /// The tenant's oldest rollup inbox rows, at most this many, deleted as
+    /// they are read.
+    Inbox(i64),
+    /// The tenant's stored calls of the calendar month (UTC) that starts at
+    /// this instant.
+    Month(DateTime<Utc>),
 }
+
+/// Stages what the rollups read of a run of calls: the calls come from the
+/// source given (returning `time, type, event, user_id, anonymous_id,
+/// previous_id, properties`; `$1` tenant, `$3` its argument), `$2` is the
+/// tenant's time zone. Counts the calls into `event_counts` right away,
+/// stages the distinct (id, local day) of activity and the earliest call per
+/// (id, track event), and keeps in `ingest_staging` only the calls read one
+/// by one: identify and alias (merges) and ticket events. Answers how many
+/// calls it read, and whether they hold activity, merges and tickets.
+macro_rules! stage_calls {
+    ($calls:literal) => {
+        concat!(
+            "WITH calls AS (",
+            $calls,
+            "), days AS (
+    INSERT INTO staged_days (id, day)
+    SELECT DISTINCT coalesce(user_id, anonymous_id), (time AT TIME ZONE $2)::date
+    FROM calls WHERE type IN ('track', 'page', 'screen')
+    RETURNING 1
+), counted AS (
+    INSERT INTO event_counts AS c (tenant_id, day, type, name, count)
+    SELECT $1, (time AT TIME ZONE $2)::date, type, coalesce(event, ''), count(*)
+    FROM calls WHERE type IN ('track', 'page', 'screen')
+    GROUP BY 2, 3, 4 ORDER BY 3, 2, 4
+    ON CONFLICT (tenant_id, type, day, name) DO UPDATE SET count = c.count + excluded.count
+), firsts AS (
+    INSERT INTO staged_firsts (id, event, first_at)
+    SELECT coalesce(user_id, anonymous_id), event, min(time)
+    FROM calls WHERE type = 'track' AND event IS NOT NULL
+    GROUP BY 1, 2
+), kept AS (
+    INSERT INTO ingest_staging (tenant_id, time, message_id, message_hash, type, event, user_id,
+                                anonymous_id, previous_id, properties, received_at)
+    SELECT $1, time, '', '00000000-0000-0000-0000-000000000000', type, event, user_id,
+           anonymous_id, previous_id, properties, time
+    FROM calls
+    WHERE type IN ('identify', 'alias')
+       OR (type = 'track' AND event IN ('Ticket Created', 'Ticket Replied', 'Ticket Resolved'))
+    RETURNING type
+)
+SELECT (SELECT count(*) FROM calls),
+       EXISTS (SELECT FROM days),
+       EXISTS (SELECT FROM kept WHERE type <> 'track'),
+       EXISTS (SELECT FROM kept WHERE type = 'track')"
+        )
+    };
+}
+
+/// Stages up to `$3` of the tenant's oldest inbox rows, deleting them.
+const STAGE_INBOX: &str = stage_calls!(
+    "DELETE FROM rollup_inbox
+    WHERE tenant_id = $1
+      AND id IN (SELECT id FROM rollup_inbox WHERE tenant_id = $1 ORDER BY id LIMIT $3)
+    RETURNING time, type, event, user_id, anonymous_id, previous_id, properties"
+);
+
+/// Stages the tenant's stored track, page and screen calls of the month
+/// starting at `$3`.
+const STAGE_MONTH: &str = stage_calls!(
+    "SELECT time, type, event, user_id, anonymous_id, NULL::text AS previous_id,
+           CASE WHEN event IN ('Ticket Created', 'Ticket Replied', 'Ticket Resolved')
+                THEN properties::text END AS properties
+    FROM events
+    WHERE tenant_id = $1 AND time >= $3 AND time < $3 + interval '1 month'
+      AND type IN ('track', 'page', 'screen')"
+);
 
 /// The tenant settings the rollups depend on.
 #[derive(sqlx::FromRow)]
@@ -111,17 +187,13 @@ FROM offered o
 LEFT JOIN event_firsts f ON f.tenant_id = $1 AND f.person_id = o.person_id AND f.event = o.event
 WHERE f.first_at IS NULL OR o.first_at < f.first_at";
 
-/// The person and local day of every staged track, page and screen call,
-/// added to `activity_days`; the new ones are staged as a delta.
+/// The person of every staged (id, local day) of activity, added to
+/// `activity_days`; the new ones are staged as a delta.
 const ADD_STAGED_DAYS: &str = "
-WITH raw AS (
-    SELECT DISTINCT coalesce(user_id, anonymous_id) AS id, (time AT TIME ZONE $2)::date AS day
-    FROM ingest_staging
-    WHERE tenant_id = $1 AND type IN ('track', 'page', 'screen')
-), added AS (
+WITH added AS (
     INSERT INTO activity_days (tenant_id, person_id, day)
-    SELECT DISTINCT $1::uuid, coalesce(l.person_id, raw.id), raw.day
-    FROM raw LEFT JOIN identity_links l ON l.tenant_id = $1 AND l.alias_id = raw.id
+    SELECT DISTINCT $1::uuid, coalesce(l.person_id, s.id), s.day
+    FROM staged_days s LEFT JOIN identity_links l ON l.tenant_id = $1 AND l.alias_id = s.id
     ORDER BY 2, 3
     ON CONFLICT DO NOTHING
     RETURNING person_id, day
@@ -130,7 +202,10 @@ INSERT INTO activity_delta (person_id, day) SELECT person_id, day FROM added";
 
 /// Adjusts `active_users` by the staged delta of active days: +1 per window
 /// gained when `$2` is 1 (days added, already in `activity_days`), −1 per
-/// window lost when `$2` is −1 (days about to be removed).
+/// window lost when `$2` is −1 (days about to be removed). A delta day
+/// changes the rolling windows (`7d`, `30d`) that end on a run of days, so
+/// those runs are added up as steps (+1 where a run starts, −1 after it
+/// ends) and expanded once per distinct level, not once per person.
 const APPLY_ACTIVITY: &str = "
 WITH d AS (
     SELECT d.day,
@@ -141,14 +216,27 @@ WITH d AS (
               AND NOT EXISTS (SELECT 1 FROM activity_delta x
                               WHERE x.person_id = a.person_id AND x.day = a.day)) AS next
     FROM activity_delta d
+), runs AS (
+    SELECT w.kind,
+           CASE WHEN d.prev IS NULL THEN d.day ELSE greatest(d.day, d.prev + w.days) END AS first,
+           CASE WHEN d.next IS NULL THEN d.day + w.days - 1
+                ELSE least(d.day + w.days - 1, d.next - 1) END AS last
+    FROM d CROSS JOIN (VALUES ('7d', 7), ('30d', 30)) AS w(kind, days)
+), steps AS (
+    SELECT kind, day, sum(step) AS step
+    FROM (SELECT kind, first AS day, 1 AS step FROM runs WHERE first <= last
+          UNION ALL
+          SELECT kind, last + 1, -1 FROM runs WHERE first <= last) s
+    GROUP BY kind, day
+), levels AS (
+    SELECT kind, day, (sum(step) OVER (PARTITION BY kind ORDER BY day))::int AS level,
+           lead(day) OVER (PARTITION BY kind ORDER BY day) AS until
+    FROM steps
 ), windows AS (
     SELECT 'day' AS kind, day, 1 AS weight FROM d
     UNION ALL
-    SELECT '7d', d.day + k, 1 FROM d, generate_series(0, 6) AS k
-    WHERE (d.prev IS NULL OR d.day + k > d.prev + 6) AND (d.next IS NULL OR d.day + k < d.next)
-    UNION ALL
-    SELECT '30d', d.day + k, 1 FROM d, generate_series(0, 29) AS k
-    WHERE (d.prev IS NULL OR d.day + k > d.prev + 29) AND (d.next IS NULL OR d.day + k < d.next)
+    SELECT l.kind, l.day + k, l.level FROM levels l, generate_series(0, l.until - l.day - 1) AS k
+    WHERE l.level <> 0
     UNION ALL
     SELECT 'week', w.start, 1 FROM d, LATERAL (SELECT date_trunc('week', d.day)::date AS start) w
     WHERE (d.prev IS NULL OR d.prev < w.start) AND (d.next IS NULL OR d.next >= w.start + 7)
@@ -165,25 +253,11 @@ INSERT INTO active_users AS u (tenant_id, window_kind, day, users)
 SELECT $1, kind, day, $2 * sum(weight) FROM windows GROUP BY kind, day ORDER BY kind, day
 ON CONFLICT (tenant_id, window_kind, day) DO UPDATE SET users = u.users + excluded.users";
 
-/// Counts the staged calls per local day, type and name.
-const ADD_EVENT_COUNTS: &str = "
-INSERT INTO event_counts AS c (tenant_id, day, type, name, count)
-SELECT $1, (time AT TIME ZONE $2)::date, type, coalesce(event, ''), count(*)
-FROM ingest_staging
-WHERE tenant_id = $1 AND type IN ('track', 'page', 'screen')
-GROUP BY 2, 3, 4 ORDER BY 3, 2, 4
-ON CONFLICT (tenant_id, type, day, name) DO UPDATE SET count = c.count + excluded.count";
-
 /// Stages the first uses that the staged track calls make earlier.
 const STAGE_STAGED_FIRSTS: &str = "
-WITH raw AS (
-    SELECT coalesce(user_id, anonymous_id) AS id, event, min(time) AS first_at
-    FROM ingest_staging
-    WHERE tenant_id = $1 AND type = 'track' AND event IS NOT NULL
-    GROUP BY 1, 2
-), offered AS (
-    SELECT coalesce(l.person_id, raw.id) AS person_id, raw.event, min(raw.first_at) AS first_at
-    FROM raw LEFT JOIN identity_links l ON l.tenant_id = $1 AND l.alias_id = raw.id
+WITH offered AS (
+    SELECT coalesce(l.person_id, s.id) AS person_id, s.event, min(s.first_at) AS first_at
+    FROM staged_firsts s LEFT JOIN identity_links l ON l.tenant_id = $1 AND l.alias_id = s.id
     GROUP BY 1, 2
 )
 INSERT INTO firsts_delta (person_id, event, old_first, new_first)
@@ -389,42 +463,54 @@ pub(crate) async fn prepare(conn: &mut PgConnection) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Applies the staged rows of `tenant_id` (whose RLS context the
-/// transaction on `conn` has set) to the product and support rollups.
-/// Its statements are index probes per staged row, which need nested loops
-/// (on by default; the batch writer's connection turns them off).
-/// The staged rows must be stored for the first time: a duplicate would be
-/// counted twice in `event_counts`.
-pub(crate) async fn apply_staged(
+/// Applies a run of calls of `tenant_id` (whose RLS context the
+/// transaction on `conn` has set) to the product and support rollups;
+/// answers how many calls it read. Its statements are index probes per
+/// staged row, which need nested loops (on by default; the batch writer's
+/// connection turns them off). The calls must be applied for the first
+/// time: a repeat would be counted twice in `event_counts`. Leaves the
+/// stage empty.
+pub(crate) async fn apply_calls(
     conn: &mut PgConnection,
     tenant_id: Uuid,
-    staged: Staged,
-) -> Result<(), DbError> {
-    if !staged.activity && !staged.merges {
-        return Ok(());
-    }
+    calls: Calls,
+) -> Result<u64, DbError> {
     lock(conn, tenant_id).await?;
     let settings: Settings =
         sqlx::query_as("SELECT time_zone, signup_event, onboarding_steps FROM tenants")
             .fetch_one(&mut *conn)
             .await?;
     let zone = settings.time_zone.as_str();
-    if staged.merges {
+    let stage = match calls {
+        Calls::Inbox(limit) => sqlx::query_as(STAGE_INBOX)
+            .bind(tenant_id)
+            .bind(zone)
+            .bind(limit),
+        Calls::Month(start) => sqlx::query_as(STAGE_MONTH)
+            .bind(tenant_id)
+            .bind(zone)
+            .bind(start),
+    };
+    let (read, activity, merges, tickets): (i64, bool, bool, bool) =
+        stage.fetch_one(&mut *conn).await?;
+    if merges {
         move_merged_ids(conn, tenant_id).await?;
         settle_firsts(conn, tenant_id, &settings).await?;
     }
-    if staged.activity {
+    if activity {
         empty(conn, "activity_delta").await?;
-        run(conn, ADD_STAGED_DAYS, tenant_id, zone).await?;
+        run(conn, ADD_STAGED_DAYS, tenant_id).await?;
         apply_activity(conn, tenant_id, 1).await?;
-        run(conn, ADD_EVENT_COUNTS, tenant_id, zone).await?;
-        if staged.tickets {
+        if tickets {
             apply_tickets(conn, tenant_id, zone).await?;
         }
-        run(conn, STAGE_STAGED_FIRSTS, tenant_id, zone).await?;
+        run(conn, STAGE_STAGED_FIRSTS, tenant_id).await?;
         settle_firsts(conn, tenant_id, &settings).await?;
     }
-    Ok(())
+    for table in ["staged_days", "staged_firsts", "ingest_staging"] {
+        empty(conn, table).await?;
+    }
+    Ok(read.unsigned_abs())
 }
 
 /// Re-keys the rollup rows of ids that this batch merged into a person;
@@ -485,7 +571,11 @@ async fn settle_firsts(
     tenant_id: Uuid,
     settings: &Settings,
 ) -> Result<(), DbError> {
-    run(conn, APPLY_FIRSTS, tenant_id, &settings.time_zone).await?;
+    sqlx::query(APPLY_FIRSTS)
+        .bind(tenant_id)
+        .bind(&settings.time_zone)
+        .execute(&mut *conn)
+        .await?;
     let mut days: Vec<NaiveDate> = sqlx::query_scalar(CLEAR_ONBOARDING)
         .bind(tenant_id)
         .bind(&settings.signup_event)
@@ -557,15 +647,10 @@ async fn empty(conn: &mut PgConnection, table: &'static str) -> Result<(), DbErr
     Ok(())
 }
 
-async fn run(
-    conn: &mut PgConnection,
-    statement: &str,
-    tenant_id: Uuid,
-    zone: &str,
-) -> Result<(), DbError> {
+/// Runs a statement whose only parameter is the tenant.
+async fn run(conn: &mut PgConnection, statement: &str, tenant_id: Uuid) -> Result<(), DbError> {
     sqlx::query(statement)
         .bind(tenant_id)
-        .bind(zone)
         .execute(&mut *conn)
         .await?;
     Ok(())

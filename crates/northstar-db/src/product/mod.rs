@@ -31,15 +31,6 @@ const ROLLUPS: &[&str] = &[
     "ticket_days",
 ];
 
-/// Stages one month of the tenant's stored calls, as the writer stages a batch.
-const STAGE_MONTH: &str = "
-INSERT INTO ingest_staging (tenant_id, time, message_id, message_hash, type, event, user_id,
-                            anonymous_id, properties, received_at)
-SELECT tenant_id, time, message_id, md5(message_id)::uuid, type, event, user_id, anonymous_id,
-       properties::text, received_at
-FROM events
-WHERE time >= $1 AND time < $1 + interval '1 month' AND type IN ('track', 'page', 'screen')";
-
 /// Whether a rebuild runs unconditionally or only while one is requested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RebuildWhen {
@@ -131,23 +122,7 @@ async fn rebuild_locked(
     .await?;
     let mut read = 0;
     for month in months {
-        sqlx::query("TRUNCATE ingest_staging")
-            .execute(&mut *tx)
-            .await?;
-        let staged = sqlx::query(STAGE_MONTH)
-            .bind(month)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        read += staged;
-        if staged > 0 {
-            let activity = maintain::Staged {
-                activity: true,
-                merges: false,
-                tickets: true,
-            };
-            maintain::apply_staged(&mut tx, tenant_id, activity).await?;
-        }
+        read += maintain::apply_calls(&mut tx, tenant_id, maintain::Calls::Month(month)).await?;
     }
     sqlx::query("UPDATE tenants SET rollups_rebuild_requested = false")
         .execute(&mut *tx)
