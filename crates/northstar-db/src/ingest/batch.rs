@@ -11,7 +11,7 @@ use super::{
     partitions::ensure_partitions_on,
     row::{COLUMNS, EventRow, MessageType, message_hash},
 };
-use crate::{DbError, product::inbox};
+use crate::DbError;
 
 /// Rows (and rejection counts) of many tenants, to be written together.
 #[derive(Default)]
@@ -32,7 +32,6 @@ struct Part {
     identify: bool,
     group: bool,
     alias: bool,
-    activity: bool,
     rejected: BTreeMap<String, u64>,
 }
 
@@ -67,7 +66,7 @@ impl Batch {
             MessageType::Identify => part.identify = true,
             MessageType::Group => part.group = true,
             MessageType::Alias => part.alias = true,
-            MessageType::Track | MessageType::Page | MessageType::Screen => part.activity = true,
+            MessageType::Track | MessageType::Page | MessageType::Screen => {}
         }
         self.earliest = Some(self.earliest.map_or(row.time, |t| t.min(row.time)));
         self.latest = Some(self.latest.map_or(row.time, |t| t.max(row.time)));
@@ -137,8 +136,11 @@ pub(crate) const STAGING: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS ingest_st
 ) ON COMMIT DELETE ROWS";
 
 /// Records the tenant's new message ids, inserts the events they belong
-/// to, and drops the other (duplicate) rows from the staging table, so that
-/// the rollup inbox gets only what was stored; answers how many were new.
+/// to, drops the other (duplicate) rows from the staging table, and
+/// records in the rollup [`inbox`](crate::product::inbox) what the product
+/// rollups read of the stored events (track, page and screen calls, with
+/// `properties` for ticket events only; identify calls with both ids;
+/// alias calls); answers how many were new.
 const STORE_EVENTS: &str = "
 WITH fresh AS (
     INSERT INTO event_message_ids (tenant_id, message_hash)
@@ -155,7 +157,16 @@ WITH fresh AS (
            group_id, previous_id, properties::json, context::json, received_at, sent_at
     FROM ingest_staging
     WHERE tenant_id = $1 AND message_hash IN (SELECT message_hash FROM fresh)
-    RETURNING 1
+    RETURNING time, type, event, user_id, anonymous_id, previous_id,
+              CASE WHEN event IN ('Ticket Created', 'Ticket Replied', 'Ticket Resolved')
+                   THEN properties::text END AS properties
+), inboxed AS (
+    INSERT INTO rollup_inbox (tenant_id, time, type, event, user_id, anonymous_id, previous_id,
+                              properties)
+    SELECT $1, time, type, event, user_id, anonymous_id, previous_id, properties
+    FROM stored
+    WHERE type IN ('track', 'page', 'screen', 'alias')
+       OR (type = 'identify' AND user_id IS NOT NULL AND anonymous_id IS NOT NULL)
 )
 SELECT count(*) FROM stored";
 
@@ -188,13 +199,20 @@ ORDER BY s.anonymous_id, s.time
 ON CONFLICT (tenant_id, alias_id) DO NOTHING";
 
 /// Identify with both ids, continued: ids merged into the anonymous id
-/// follow it to its person, so links stay one hop deep.
+/// follow it to its person, so links stay one hop deep. Index probes only
+/// (an array of the batch's ids, subqueries per row): the writer's
+/// connection has nested loops off, and a join would read every link of
+/// the tenant.
 const FLATTEN_LINKS: &str = "
-UPDATE identity_links l SET person_id = n.person_id
-FROM identity_links n
-WHERE l.tenant_id = $1 AND n.tenant_id = $1 AND l.person_id = n.alias_id
-  AND n.alias_id IN (SELECT anonymous_id FROM ingest_staging
-                     WHERE tenant_id = $1 AND type = 'identify' AND user_id IS NOT NULL)";
+UPDATE identity_links l
+SET person_id = (SELECT n.person_id FROM identity_links n
+                 WHERE n.tenant_id = $1 AND n.alias_id = l.person_id)
+WHERE l.tenant_id = $1
+  AND l.person_id = ANY (ARRAY(SELECT anonymous_id FROM ingest_staging
+                               WHERE tenant_id = $1 AND type = 'identify'
+                                 AND user_id IS NOT NULL AND anonymous_id IS NOT NULL))
+  AND (SELECT n.person_id FROM identity_links n
+       WHERE n.tenant_id = $1 AND n.alias_id = l.person_id) IS NOT NULL";
 
 const APPLY_ALIASES: &str = "
 SELECT count(apply_alias(tenant_id, previous_id, user_id, time))
@@ -309,9 +327,6 @@ impl BatchWriter {
 /// What to do for one tenant of a batch.
 struct PartPlan {
     rows: u64,
-    /// Whether the rollups read any of the rows (track, page, screen,
-    /// identify or alias calls).
-    for_rollups: bool,
     duplicates_in_batch: u64,
     statements: Vec<&'static str>,
     outcomes: Vec<&'static str>,
@@ -333,7 +348,6 @@ impl PartPlan {
         }
         let mut plan = PartPlan {
             rows: part.rows,
-            for_rollups: part.activity || part.identify || part.alias,
             duplicates_in_batch: part.duplicates_in_batch,
             statements,
             outcomes: Vec::new(),
@@ -373,9 +387,6 @@ async fn store_part(
             .bind(tenant_id)
             .execute(&mut *conn)
             .await?;
-    }
-    if stored > 0 && plan.for_rollups {
-        inbox::enqueue(conn, tenant_id).await?;
     }
     let duplicates = plan.rows - stored + plan.duplicates_in_batch;
     plan.outcomes.extend(["stored", "duplicate"]);

@@ -1,6 +1,5 @@
-//! The rollup inbox: the batch writer records, in the transaction that
-//! stores the events, what the product rollups read of them
-//! ([`enqueue`]); a [`RollupWorker`] later applies it in large chunks,
+//! The rollup inbox: the batch writer records, in the statement that
+//! stores the events, what the product rollups read of them; a [`RollupWorker`] later applies it in large chunks,
 //! deleting each chunk in the transaction that applies it. So a stored call
 //! is applied exactly once, ingestion does not wait for the rollups, and
 //! their per-batch cost is paid once per chunk rather than once per
@@ -11,27 +10,6 @@ use uuid::Uuid;
 
 use super::maintain::{self, Calls};
 use crate::{DbError, ingest::batch::STAGING};
-
-/// Records the tenant's staged rows that the rollups read. The staging
-/// table must hold only rows stored for the first time.
-const ENQUEUE: &str = "
-INSERT INTO rollup_inbox (tenant_id, time, type, event, user_id, anonymous_id, previous_id, properties)
-SELECT tenant_id, time, type, event, user_id, anonymous_id, previous_id,
-       CASE WHEN event IN ('Ticket Created', 'Ticket Replied', 'Ticket Resolved') THEN properties END
-FROM ingest_staging
-WHERE tenant_id = $1
-  AND (type IN ('track', 'page', 'screen', 'alias')
-       OR (type = 'identify' AND user_id IS NOT NULL AND anonymous_id IS NOT NULL))";
-
-/// Records what the rollups need of the tenant's staged rows (called by
-/// the batch writer after storing them).
-pub(crate) async fn enqueue(conn: &mut PgConnection, tenant_id: Uuid) -> Result<(), DbError> {
-    sqlx::query(ENQUEUE)
-        .bind(tenant_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
 
 /// Work waiting for the rollup worker, for one tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
