@@ -59,11 +59,12 @@ pub(crate) enum Calls {
 /// Stages what the rollups read of a run of calls: the calls come from the
 /// source given (returning `time, type, event, user_id, anonymous_id,
 /// previous_id, properties`; `$1` tenant, `$3` its argument), `$2` is the
-/// tenant's time zone. Counts the calls into `event_counts` right away,
-/// stages the distinct (id, local day) of activity and the earliest call per
-/// (id, track event), and keeps in `ingest_staging` only the calls read one
-/// by one: identify and alias (merges) and ticket events. Answers how many
-/// calls it read, and whether they hold activity, merges and tickets.
+/// tenant's time zone. Counts the calls into `event_counts` and
+/// `event_counts_months` right away, stages the distinct (id, local day) of
+/// activity and the earliest call per (id, track event), and keeps in
+/// `ingest_staging` only the calls read one by one: identify and alias
+/// (merges) and ticket events. Answers how many calls it read, and whether
+/// they hold activity, merges and tickets.
 macro_rules! stage_calls {
     ($calls:literal) => {
         concat!(
@@ -80,7 +81,9 @@ macro_rules! stage_calls {
     FROM calls WHERE type IN ('track', 'page', 'screen')
     GROUP BY 2, 3, 4 ORDER BY 3, 2, 4
     ON CONFLICT (tenant_id, type, day, name) DO UPDATE SET count = c.count + excluded.count
-), firsts AS (
+)",
+            super::months::count_months!(),
+            ", firsts AS (
     INSERT INTO staged_firsts (id, event, first_at)
     SELECT coalesce(user_id, anonymous_id), event, min(time)
     FROM calls WHERE type = 'track' AND event IS NOT NULL
@@ -266,8 +269,10 @@ FROM offered o
 LEFT JOIN event_firsts f ON f.tenant_id = $1 AND f.person_id = o.person_id AND f.event = o.event
 WHERE f.first_at IS NULL OR o.first_at < f.first_at";
 
-/// Writes the staged first uses, and moves each adopter to its new day.
-const APPLY_FIRSTS: &str = "
+/// Writes the staged first uses, and moves each adopter to its new day
+/// (and month).
+const APPLY_FIRSTS: &str = concat!(
+    "
 WITH written AS (
     INSERT INTO event_firsts AS f (tenant_id, person_id, event, first_at)
     SELECT $1, person_id, event, new_first FROM firsts_delta WHERE new_first IS NOT NULL ORDER BY 2, 3
@@ -277,10 +282,13 @@ WITH written AS (
     WHERE new_first IS NOT NULL
     UNION ALL
     SELECT (old_first AT TIME ZONE $2)::date, event, -1 FROM firsts_delta WHERE old_first IS NOT NULL
-)
+)",
+    super::months::adopt_months!(),
+    "
 INSERT INTO event_adopters AS a (tenant_id, day, event, adopters)
 SELECT $1, day, event, sum(n) FROM moves GROUP BY 2, 3 HAVING sum(n) <> 0 ORDER BY 3, 2
-ON CONFLICT (tenant_id, event, day) DO UPDATE SET adopters = a.adopters + excluded.adopters";
+ON CONFLICT (tenant_id, event, day) DO UPDATE SET adopters = a.adopters + excluded.adopters"
+);
 
 /// Deletes the onboarding rows of persons whose sign-up or step times
 /// changed ($2 sign-up event, $3 steps); answers their sign-up days.

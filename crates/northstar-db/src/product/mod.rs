@@ -8,6 +8,7 @@
 
 pub mod inbox;
 pub(crate) mod maintain;
+pub(crate) mod months;
 pub mod support;
 pub mod users;
 
@@ -22,8 +23,10 @@ const ROLLUPS: &[&str] = &[
     "activity_days",
     "active_users",
     "event_counts",
+    "event_counts_months",
     "event_firsts",
     "event_adopters",
+    "event_adopters_months",
     "onboarding",
     "tickets",
     "ticket_counts",

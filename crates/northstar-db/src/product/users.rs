@@ -6,6 +6,8 @@
 //! durations, so that a cohort's median is taken from its days' merged
 //! durations, exactly as over its `onboarding` rows. A report reads the
 //! days of its period and of its comparison period once ([`UsersRollups`]).
+//! The top events of a long period read its whole months from the month
+//! rollups ([`super::months`]).
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,7 @@ use serde::Serialize;
 use sqlx::FromRow;
 use utoipa::ToSchema;
 
+use super::months::MonthCover;
 use crate::{
     DbError, TenantTx,
     billing::revenue::{Granularity, buckets},
@@ -252,7 +255,8 @@ impl Sums {
 }
 
 /// Reads the rollups of `from..=to`, and of the calendar week and month
-/// that hold `from`.
+/// that hold `from`, in one round trip: the active users of every window,
+/// the sign-ups, and the persons first active before.
 pub async fn activity(
     tx: &mut TenantTx,
     from: NaiveDate,
@@ -263,7 +267,13 @@ pub async fn activity(
         .min(Granularity::Month.bucket_start(from));
     let rows: Vec<(String, NaiveDate, i64)> = sqlx::query_as(
         "SELECT window_kind, day, users FROM active_users
-         WHERE window_kind IN ('day', '7d', '30d', 'week', 'month', 'new') AND day BETWEEN $1 AND $2",
+         WHERE window_kind IN ('day', '7d', '30d', 'week', 'month', 'new') AND day BETWEEN $1 AND $2
+         UNION ALL
+         SELECT 'signups', day, adopters FROM event_adopters
+         WHERE day BETWEEN $1 AND $2 AND event = (SELECT signup_event FROM tenants)
+         UNION ALL
+         SELECT 'before', $1::date, coalesce(sum(users), 0)::int8 FROM active_users
+         WHERE window_kind = 'new' AND day < $1",
     )
     .bind(start)
     .bind(to)
@@ -271,37 +281,26 @@ pub async fn activity(
     .await?;
     let mut activity = Activity::default();
     for (kind, day, users) in rows {
-        let entry = activity.days.entry(day).or_default();
         match kind.as_str() {
-            "day" => entry.dau = users,
-            "7d" => entry.wau = users,
-            "30d" => entry.mau = users,
-            "new" => entry.new_users = users,
             "week" => {
                 activity.weeks.insert(day, users);
             }
-            _ => {
+            "month" => {
                 activity.months.insert(day, users);
+            }
+            "before" => activity.users_before = users,
+            kind => {
+                let entry = activity.days.entry(day).or_default();
+                match kind {
+                    "day" => entry.dau = users,
+                    "7d" => entry.wau = users,
+                    "30d" => entry.mau = users,
+                    "new" => entry.new_users = users,
+                    _ => entry.signups = users,
+                }
             }
         }
     }
-    let signups: Vec<(NaiveDate, i64)> = sqlx::query_as(
-        "SELECT day, adopters FROM event_adopters
-         WHERE day BETWEEN $1 AND $2 AND event = (SELECT signup_event FROM tenants)",
-    )
-    .bind(start)
-    .bind(to)
-    .fetch_all(tx.conn())
-    .await?;
-    for (day, adopters) in signups {
-        activity.days.entry(day).or_default().signups = adopters;
-    }
-    activity.users_before = sqlx::query_scalar(
-        "SELECT coalesce(sum(users), 0)::int8 FROM active_users WHERE window_kind = 'new' AND day < $1",
-    )
-    .bind(start)
-    .fetch_one(tx.conn())
-    .await?;
     Ok(activity)
 }
 
@@ -458,27 +457,50 @@ fn cohort_completion_rate(signups: i64, completed: i64, steps: usize) -> Option<
 
 /// The [`TOP_EVENTS`] track events with the most calls in `from..=to`
 /// (ties by name), with their adopters; `total_users` is the number of
-/// persons ever active up to `to`.
+/// persons ever active up to `to`. Whole months are read from the month
+/// rollups, the days at the edges from the daily ones (see `MonthCover`);
+/// the adopters per top event, to date and new in the period, likewise.
 pub async fn top_events(
     tx: &mut TenantTx,
     from: NaiveDate,
     to: NaiveDate,
     total_users: i64,
 ) -> Result<Vec<TopEvent>, DbError> {
+    let cover = MonthCover::new(from, to);
     let mut events: Vec<TopEvent> = sqlx::query_as(
         "WITH top AS (
-             SELECT name, sum(count)::int8 AS calls FROM event_counts
-             WHERE type = 'track' AND day BETWEEN $1 AND $2
-             GROUP BY name ORDER BY calls DESC, name LIMIT $3
+             SELECT name, sum(count)::int8 AS calls
+             FROM (SELECT name, count FROM event_counts_months
+                   WHERE type = 'track' AND month >= $3 AND month < $4
+                   UNION ALL
+                   SELECT name, count FROM event_counts
+                   WHERE type = 'track' AND day >= $1 AND day < $3
+                   UNION ALL
+                   SELECT name, count FROM event_counts
+                   WHERE type = 'track' AND day >= $4 AND day <= $2) c
+             GROUP BY name ORDER BY calls DESC, name LIMIT $6
          )
-         SELECT top.name AS event, top.calls,
-                coalesce(sum(a.adopters), 0)::int8 AS adopters,
-                coalesce(sum(a.adopters) FILTER (WHERE a.day >= $1), 0)::int8 AS new_adopters
-         FROM top LEFT JOIN event_adopters a ON a.event = top.name AND a.day <= $2
-         GROUP BY top.name, top.calls ORDER BY top.calls DESC, top.name",
+         SELECT top.name AS event, top.calls, a.adopters, a.new_adopters
+         FROM top CROSS JOIN LATERAL (
+             SELECT coalesce(sum(total), 0)::int8 AS adopters,
+                    coalesce(sum(fresh), 0)::int8 AS new_adopters
+             FROM (SELECT adopters AS total,
+                          CASE WHEN month >= $3 AND month < $4 THEN adopters END AS fresh
+                   FROM event_adopters_months WHERE event = top.name AND month < $5
+                   UNION ALL
+                   SELECT NULL, adopters FROM event_adopters
+                   WHERE event = top.name AND day >= $1 AND day < $3
+                   UNION ALL
+                   SELECT adopters, CASE WHEN day >= $1 THEN adopters END FROM event_adopters
+                   WHERE event = top.name AND day >= $5 AND day <= $2) x
+         ) a
+         ORDER BY top.calls DESC, top.name",
     )
-    .bind(from)
-    .bind(to)
+    .bind(cover.from)
+    .bind(cover.to)
+    .bind(cover.months_from)
+    .bind(cover.months_to)
+    .bind(cover.until)
     .bind(TOP_EVENTS)
     .fetch_all(tx.conn())
     .await?;

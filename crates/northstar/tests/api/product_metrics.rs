@@ -1076,12 +1076,13 @@ impl Model {
         json!([date, signups, seconds.len(), rate, median, done])
     }
 
-    /// The expected numbers, in the shape [`served`] reads them.
+    /// The expected numbers, in the shape [`served`] reads them: the total
+    /// users up to the end of the first of `subs`, the top events of each.
     fn expected(
         &self,
         zone: FixedOffset,
         days: &[NaiveDate],
-        sub: (NaiveDate, NaiveDate),
+        subs: &[(NaiveDate, NaiveDate)],
     ) -> Value {
         let local = |t: &DateTime<Utc>| t.with_timezone(&zone).date_naive();
         let mut active: BTreeMap<String, BTreeSet<NaiveDate>> = BTreeMap::new();
@@ -1134,34 +1135,41 @@ impl Model {
                 json!([m, in_range(m, end)])
             })
             .collect();
-        let (from, to) = sub;
-        let total = active
-            .values()
-            .filter(|s| first_day(s).is_some_and(|d| d <= to))
-            .count();
-        let mut calls: BTreeMap<&str, i64> = BTreeMap::new();
-        for ((day, event), n) in &counts {
-            if (from..=to).contains(day) {
-                *calls.entry(event).or_default() += n;
+        let total_to = |to: NaiveDate| {
+            active
+                .values()
+                .filter(|s| first_day(s).is_some_and(|d| d <= to))
+                .count()
+        };
+        let top_of = |(from, to): (NaiveDate, NaiveDate)| {
+            let mut calls: BTreeMap<&str, i64> = BTreeMap::new();
+            for ((day, event), n) in &counts {
+                if (from..=to).contains(day) {
+                    *calls.entry(event).or_default() += n;
+                }
             }
-        }
-        let mut ranked: Vec<(&str, i64)> = calls.into_iter().collect();
-        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        let top: Vec<Value> = ranked
-            .into_iter()
-            .take(10)
-            .map(|(event, calls)| {
-                let adopted: Vec<NaiveDate> = firsts
-                    .iter()
-                    .filter(|((_, e), _)| e == event)
-                    .map(|(_, t)| local(t))
-                    .filter(|d| *d <= to)
-                    .collect();
-                let new = adopted.iter().filter(|d| **d >= from).count();
-                let rate = ((adopted.len() as f64 / total as f64) * 1e6).round() / 1e6;
-                json!([event, calls, adopted.len(), new, rate])
-            })
-            .collect();
+            let mut ranked: Vec<(&str, i64)> = calls.into_iter().collect();
+            ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let total = total_to(to);
+            let top: Vec<Value> = ranked
+                .into_iter()
+                .take(10)
+                .map(|(event, calls)| {
+                    let adopted: Vec<NaiveDate> = firsts
+                        .iter()
+                        .filter(|((_, e), _)| e == event)
+                        .map(|(_, t)| local(t))
+                        .filter(|d| *d <= to)
+                        .collect();
+                    let new = adopted.iter().filter(|d| **d >= from).count();
+                    let rate = ((adopted.len() as f64 / total as f64) * 1e6).round() / 1e6;
+                    json!([event, calls, adopted.len(), new, rate])
+                })
+                .collect();
+            json!([from, to, top])
+        };
+        let total = total_to(subs[0].1);
+        let top: Vec<Value> = subs.iter().copied().map(top_of).collect();
         let onboarding_days: Vec<Value> = days
             .iter()
             .map(|&d| self.onboarding(zone, STEPS, d, (d, d)))
@@ -1212,7 +1220,7 @@ fn month_starts(days: &[NaiveDate]) -> Vec<NaiveDate> {
 }
 
 /// The numbers the dashboards serve, in the shape of [`Model::expected`].
-async fn served(product: &Product, days: &[NaiveDate], sub: (NaiveDate, NaiveDate)) -> Value {
+async fn served(product: &Product, days: &[NaiveDate], subs: &[(NaiveDate, NaiveDate)]) -> Value {
     let mut per_day = Vec::new();
     let mut onboarding_days = Vec::new();
     for d in days {
@@ -1251,21 +1259,29 @@ async fn served(product: &Product, days: &[NaiveDate], sub: (NaiveDate, NaiveDat
             .map(|p| json!([p["date"], p["active_users"]]))
             .collect::<Vec<_>>()
     };
-    let period = product
-        .users(&format!("from={}&to={}&compare=none", sub.0, sub.1))
-        .await;
-    let top: Vec<Value> = column(&period, "top_events", "")
-        .iter()
-        .map(|e| {
-            json!([
-                e["event"],
-                e["calls"],
-                e["adopters"],
-                e["new_adopters"],
-                e["adoption_rate"]
-            ])
-        })
-        .collect();
+    let mut total = Value::Null;
+    let mut top = Vec::new();
+    for &(from, to) in subs {
+        let period = product
+            .users(&format!("from={from}&to={to}&compare=none"))
+            .await;
+        if total.is_null() {
+            total = period["kpis"]["total_users"].clone();
+        }
+        let events: Vec<Value> = column(&period, "top_events", "")
+            .iter()
+            .map(|e| {
+                json!([
+                    e["event"],
+                    e["calls"],
+                    e["adopters"],
+                    e["new_adopters"],
+                    e["adoption_rate"]
+                ])
+            })
+            .collect();
+        top.push(json!([from, to, events]));
+    }
     let onboarding = product
         .users(&format!(
             "from={}&to={last}&granularity=week&compare=previous_period",
@@ -1289,7 +1305,7 @@ async fn served(product: &Product, days: &[NaiveDate], sub: (NaiveDate, NaiveDat
         .collect();
     json!({
         "days": per_day, "weeks": pairs(&weeks), "months": pairs(&months),
-        "total": period["kpis"]["total_users"], "top": top,
+        "total": total, "top": top,
         "onboarding_days": onboarding_days, "onboarding_weeks": onboarding_weeks,
         "onboarding_periods": onboarding_periods,
     })
@@ -1334,7 +1350,8 @@ fn differences(served: &Value, expected: &Value) -> Vec<String> {
 /// with a time zone change half-way and an onboarding steps change later:
 /// every served count, and the onboarding of every day, week and period
 /// (medians included), equals what is computed directly from the events
-/// sent, and still does after `northstar rollups rebuild`.
+/// sent, and still does after `northstar rollups rebuild`; the month
+/// rollups equal their days summed.
 #[tokio::test]
 async fn served_counts_equal_the_events_sent_and_a_rebuild() {
     use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
@@ -1430,11 +1447,21 @@ async fn served_counts_equal_the_events_sent_and_a_rebuild() {
     let days: Vec<NaiveDate> = (0..100)
         .map(|i| NaiveDate::from_ymd_opt(2026, 7, 28).expect("day") + Duration::days(i))
         .collect();
-    let sub = (
-        NaiveDate::from_ymd_opt(2026, 9, 1).expect("from"),
-        NaiveDate::from_ymd_opt(2026, 9, 30).expect("to"),
-    );
-    let expected = model.expected(zone, &days, sub);
+    // Whole months, months with edge days, and runs within one or two
+    // months: top events read months from the month rollups.
+    let subs: Vec<(NaiveDate, NaiveDate)> = [
+        ("2026-09-01", "2026-09-30"),
+        ("2026-08-15", "2026-10-10"),
+        ("2026-07-28", "2026-11-04"),
+        ("2026-08-01", "2026-10-31"),
+        ("2026-08-03", "2026-08-20"),
+        ("2026-08-20", "2026-09-10"),
+        ("2026-10-31", "2026-11-01"),
+    ]
+    .iter()
+    .map(|(from, to)| (from.parse().expect("from"), to.parse().expect("to")))
+    .collect();
+    let expected = model.expected(zone, &days, &subs);
     assert!(
         expected["total"].as_u64().is_some_and(|n| n > 5),
         "a few persons: {}",
@@ -1448,9 +1475,16 @@ async fn served_counts_equal_the_events_sent_and_a_rebuild() {
                 .any(|c| c[2].as_u64().is_some_and(|n| n % 2 == 0 && n > 0)),
         "medians of a few cohorts, one of an even count: {weeks:?}"
     );
-    let incremental = served(&product, &days, sub).await;
+    let incremental = served(&product, &days, &subs).await;
     let wrong = differences(&incremental, &expected);
     assert!(wrong.is_empty(), "incremental:\n{}", wrong.join("\n"));
+    assert!(
+        !app.rows("SELECT 1 FROM event_adopters_months")
+            .await
+            .is_empty(),
+        "adopters per month"
+    );
+    assert_eq!(app.month_rollup_mismatches().await, Vec::<Value>::new());
 
     let output = crate::support::northstar(&app, &["rollups", "rebuild", "--tenant", "acme"], None);
     assert!(
@@ -1458,7 +1492,8 @@ async fn served_counts_equal_the_events_sent_and_a_rebuild() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let rebuilt = served(&product, &days, sub).await;
+    let rebuilt = served(&product, &days, &subs).await;
     let wrong = differences(&rebuilt, &expected);
     assert!(wrong.is_empty(), "rebuilt:\n{}", wrong.join("\n"));
+    assert_eq!(app.month_rollup_mismatches().await, Vec::<Value>::new());
 }

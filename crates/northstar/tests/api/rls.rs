@@ -400,6 +400,25 @@ const FIXTURES: &[Fixture] = &[
         app_may_update: false,
         app_may_delete: true,
     },
+    // Month rollups (0008_month_rollups.sql): months must be first days.
+    Fixture {
+        table: "event_counts_months",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO event_counts_months (tenant_id, month, type, name, count)
+                 VALUES ($1, DATE '2000-01-01', 'track', 'e-' || $2::uuid::text, 1)",
+        set: "count = count + 1",
+        app_may_update: true,
+        app_may_delete: true,
+    },
+    Fixture {
+        table: "event_adopters_months",
+        tenant_column: "tenant_id",
+        insert: "INSERT INTO event_adopters_months (tenant_id, month, event, adopters)
+                 VALUES ($1, DATE '2000-01-01', 'e-' || $2::uuid::text, 1)",
+        set: "adopters = adopters + 1",
+        app_may_update: true,
+        app_may_delete: true,
+    },
 ];
 
 impl Fixture {

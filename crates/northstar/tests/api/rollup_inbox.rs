@@ -77,11 +77,13 @@ async fn calls_stored_while_rebuilds_run_count_exactly_once() {
 
     // Every user was active on every day (n runs over all pairs of n % 7 and n % 10).
     assert_eq!(totals(&app).await, (batches * 25, 7 * 10));
+    assert_eq!(app.month_rollup_mismatches().await, Vec::<Value>::new());
     let query = "from=2026-10-01&to=2026-10-10&granularity=day&compare=none";
     let served = users(&app.owner(&tenant).await, query).await;
     product::rebuild(&pool, tenant.id).await.expect("rebuild");
     assert_eq!(totals(&app).await, (batches * 25, 7 * 10));
     assert_eq!(users(&app.owner(&tenant).await, query).await, served);
+    assert_eq!(app.month_rollup_mismatches().await, Vec::<Value>::new());
     assert_eq!(
         app.rows("SELECT 1 FROM rollup_inbox").await,
         Vec::<Value>::new()

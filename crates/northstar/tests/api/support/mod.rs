@@ -471,6 +471,36 @@ impl TestApp {
         wait_for_rollups(&self.db.admin_options()).await;
     }
 
+    /// The month rollups' rows that differ from their days summed per
+    /// month (`event_counts_months`, `event_adopters_months`), past RLS;
+    /// zeros count as missing rows.
+    pub async fn month_rollup_mismatches(&self) -> Vec<Value> {
+        self.rows(
+            "WITH counts AS (
+                 SELECT tenant_id, date_trunc('month', day::timestamp)::date AS month,
+                        type || ' ' || name AS key, sum(count)::bigint AS n
+                 FROM event_counts GROUP BY 1, 2, 3
+             ), count_months AS (
+                 SELECT tenant_id, month, type || ' ' || name AS key, count AS n
+                 FROM event_counts_months
+             ), adopters AS (
+                 SELECT tenant_id, date_trunc('month', day::timestamp)::date AS month,
+                        event AS key, sum(adopters)::bigint AS n
+                 FROM event_adopters GROUP BY 1, 2, 3
+             ), adopter_months AS (
+                 SELECT tenant_id, month, event AS key, adopters AS n FROM event_adopters_months
+             )
+             SELECT 'counts' AS rollup, tenant_id, month, key, d.n AS days, m.n AS months
+             FROM counts d FULL JOIN count_months m USING (tenant_id, month, key)
+             WHERE coalesce(d.n, 0) <> coalesce(m.n, 0)
+             UNION ALL
+             SELECT 'adopters', tenant_id, month, key, d.n, m.n
+             FROM adopters d FULL JOIN adopter_months m USING (tenant_id, month, key)
+             WHERE coalesce(d.n, 0) <> coalesce(m.n, 0)",
+        )
+        .await
+    }
+
     /// One JSON row per result row of `sql`, run as the superuser.
     pub async fn rows(&self, sql: &str) -> Vec<Value> {
         let mut admin = self.db.admin().await;
