@@ -531,20 +531,7 @@ async fn top_events_rank_track_calls_with_their_adoption() {
         .users("from=2026-09-01&to=2026-09-30&compare=none")
         .await;
     assert_eq!(september["kpis"]["total_users"], 5);
-    let top: Vec<Value> = september["top_events"]
-        .as_array()
-        .expect("top events")
-        .iter()
-        .map(|e| {
-            json!([
-                e["event"],
-                e["calls"],
-                e["adopters"],
-                e["new_adopters"],
-                e["adoption_rate"]
-            ])
-        })
-        .collect();
+    let top = top_event_rows(&september);
     assert_eq!(
         top,
         [
@@ -1268,19 +1255,7 @@ async fn served(product: &Product, days: &[NaiveDate], subs: &[(NaiveDate, Naive
         if total.is_null() {
             total = period["kpis"]["total_users"].clone();
         }
-        let events: Vec<Value> = column(&period, "top_events", "")
-            .iter()
-            .map(|e| {
-                json!([
-                    e["event"],
-                    e["calls"],
-                    e["adopters"],
-                    e["new_adopters"],
-                    e["adoption_rate"]
-                ])
-            })
-            .collect();
-        top.push(json!([from, to, events]));
+        top.push(json!([from, to, top_event_rows(&period)]));
     }
     let onboarding = product
         .users(&format!(
@@ -1496,4 +1471,23 @@ async fn served_counts_equal_the_events_sent_and_a_rebuild() {
     let wrong = differences(&rebuilt, &expected);
     assert!(wrong.is_empty(), "rebuilt:\n{}", wrong.join("\n"));
     assert_eq!(app.month_rollup_mismatches().await, Vec::<Value>::new());
+}
+
+/// A users report's top events as `[event, calls, adopters, new adopters,
+/// adoption rate]` rows.
+fn top_event_rows(report: &Value) -> Vec<Value> {
+    report["top_events"]
+        .as_array()
+        .expect("top events")
+        .iter()
+        .map(|e| {
+            json!([
+                e["event"],
+                e["calls"],
+                e["adopters"],
+                e["new_adopters"],
+                e["adoption_rate"]
+            ])
+        })
+        .collect()
 }
