@@ -1,6 +1,7 @@
 //! The rollup inbox: the batch writer records, in the statement that
-//! stores the events, what the product rollups read of them; a [`RollupWorker`] later applies it in large chunks,
-//! deleting each chunk in the transaction that applies it. So a stored call
+//! stores the events, what the product rollups read of them; a
+//! [`RollupWorker`] later applies it in large chunks, deleting each chunk
+//! in the transaction that applies it. So a stored call
 //! is applied exactly once, ingestion does not wait for the rollups, and
 //! their per-batch cost is paid once per chunk rather than once per
 //! request batch.

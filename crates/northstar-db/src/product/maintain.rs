@@ -476,8 +476,7 @@ pub(crate) async fn prepare(conn: &mut PgConnection) -> Result<(), DbError> {
 /// answers how many calls it read. Its statements are index probes per
 /// staged row, which need nested loops (on by default; the batch writer's
 /// connection turns them off). The calls must be applied for the first
-/// time: a repeat would be counted twice in `event_counts`. Leaves the
-/// stage empty.
+/// time: a repeat would be counted twice in `event_counts`.
 pub(crate) async fn apply_calls(
     conn: &mut PgConnection,
     tenant_id: Uuid,
@@ -489,6 +488,11 @@ pub(crate) async fn apply_calls(
             .fetch_one(&mut *conn)
             .await?;
     let zone = settings.time_zone.as_str();
+    // Empty before use: a rebuild applies many runs in one transaction,
+    // while the worker's stage was emptied by its last commit.
+    for table in ["staged_days", "staged_firsts", "ingest_staging"] {
+        empty(conn, table).await?;
+    }
     let stage = match calls {
         Calls::Inbox(limit) => sqlx::query_as(STAGE_INBOX)
             .bind(tenant_id)
@@ -514,9 +518,6 @@ pub(crate) async fn apply_calls(
         }
         run(conn, STAGE_STAGED_FIRSTS, tenant_id).await?;
         settle_firsts(conn, tenant_id, &settings).await?;
-    }
-    for table in ["staged_days", "staged_firsts", "ingest_staging"] {
-        empty(conn, table).await?;
     }
     Ok(read.unsigned_abs())
 }
