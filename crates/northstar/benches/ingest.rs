@@ -91,7 +91,7 @@ use northstar::ingest::{
 use northstar_db::{
     audit::Actor,
     connect_app_pool,
-    ingest::{EventRow, MessageType},
+    ingest::{CopyRows, EVENTS_COLUMNS, EventRow, MessageType},
     provisioning::{self, ProvisionOutcome, ProvisionRequest},
     testing::TestDatabase,
 };
@@ -110,27 +110,6 @@ const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_BODY_BYTES: usize = 490_000;
 /// Users of the tenant's product; activity per user follows a power law.
 const USERS: u64 = 200_000;
-/// The columns of `events` that [`encode_for_events`] writes.
-const COLUMNS: &str = "tenant_id, time, message_id, type, event, user_id, anonymous_id, \
-                       group_id, previous_id, properties, context, received_at, sent_at";
-
-/// The row as the writer stages it, without the staging table's fourth
-/// column (the message hash), which `events` does not have.
-fn encode_for_events(row: &EventRow, out: &mut Vec<u8>) {
-    let mut line = Vec::with_capacity(1500);
-    row.encode(&mut line);
-    let mut tabs = line.iter().enumerate().filter(|(_, b)| **b == b'\t');
-    let third = tabs.nth(2).map(|(i, _)| i);
-    let fourth = tabs.next().map(|(i, _)| i);
-    match (third, fourth) {
-        (Some(third), Some(fourth)) => {
-            out.extend_from_slice(&line[..third]);
-            out.extend_from_slice(&line[fourth..]);
-        }
-        _ => out.extend_from_slice(&line),
-    }
-}
-
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -1335,24 +1314,24 @@ fn encode_raw(
         })
         .collect::<Result<_>>()?;
     let mut batches = Vec::new();
-    let mut batch = Vec::new();
+    let mut batch = CopyRows::new();
     let (mut in_batch, mut total) = (0, 0_u64);
     for &seq in seqs {
         let hex = format!("{seq:08x}");
         for row in &rows[seq as usize % rows.len()] {
             let mut row = row.clone();
             row.message_id.replace_range(0..8, &hex);
-            encode_for_events(&row, &mut batch);
+            row.encode(&mut batch);
             in_batch += 1;
             total += 1;
             if in_batch == batch_rows {
-                batches.push(std::mem::take(&mut batch));
+                batches.push(std::mem::take(&mut batch).finish());
                 in_batch = 0;
             }
         }
     }
     if in_batch > 0 {
-        batches.push(batch);
+        batches.push(batch.finish());
     }
     Ok((batches, total))
 }
@@ -1376,7 +1355,8 @@ async fn raw_copy(
     for mut conn in connections {
         let (batches, next) = (Arc::clone(&batches), Arc::clone(&next));
         tasks.spawn(async move {
-            let statement = format!("COPY events ({COLUMNS}) FROM STDIN");
+            let statement =
+                format!("COPY events ({EVENTS_COLUMNS}) FROM STDIN WITH (FORMAT binary)");
             while let Some(batch) = batches.get(next.fetch_add(1, Ordering::Relaxed)) {
                 let mut copy = conn.copy_in_raw(&statement).await?;
                 copy.send(batch.as_slice()).await?;
@@ -1671,9 +1651,10 @@ struct Report {
 /// has applied them all (at most ten minutes).
 async fn rollup_backlog(admin: &mut PgConnection) -> Result<(i64, Duration)> {
     let started = Instant::now();
-    let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM rollup_inbox")
-        .fetch_one(&mut *admin)
-        .await?;
+    let backlog: i64 =
+        sqlx::query_scalar("SELECT coalesce(sum(calls), 0)::bigint FROM rollup_inbox")
+            .fetch_one(&mut *admin)
+            .await?;
     loop {
         let left: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rollup_inbox)")
             .fetch_one(&mut *admin)

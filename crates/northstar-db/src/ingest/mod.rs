@@ -1,9 +1,9 @@
-//! The write end of ingestion: rows encoded for `COPY`, the batch writer
+//! The write end of ingestion: rows encoded for binary `COPY`, the batch writer
 //! that stores them (deduplicated, one commit per batch), the partitions
 //! they land in, retention, and the per-tenant counters.
 //!
-//! The path of a batch: the app encodes each accepted message as one
-//! [`EventRow`] line; a [`Batch`] gathers lines of many tenants; a
+//! The path of a batch: the app turns each accepted message into an
+//! [`EventRow`]; a [`Batch`] gathers them, encoded, for many tenants; a
 //! [`BatchWriter`] `COPY`s the batch into its connection's temporary staging
 //! table, then, tenant by tenant under that tenant's RLS context, records the
 //! new message ids, inserts the events whose ids were new, applies
@@ -17,4 +17,4 @@ mod row;
 
 pub use batch::{Batch, BatchWriter, TenantOutcome};
 pub use partitions::ensure_partitions;
-pub use row::{EventRow, MessageType};
+pub use row::{CopyRows, EVENTS_COLUMNS, EventRow, MessageType};

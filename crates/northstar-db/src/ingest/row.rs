@@ -1,6 +1,4 @@
-//! One accepted message as a line of `COPY … FROM STDIN` text format.
-
-use std::io::Write;
+//! One accepted message as a row of `COPY … FROM STDIN` binary format.
 
 use chrono::{DateTime, Utc};
 use md5::{Digest, Md5};
@@ -69,26 +67,120 @@ pub struct EventRow {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-/// The staging columns, in the order [`EventRow::encode`] writes them.
+/// The staging columns, in the order [`EventRow::encode_with_hash`]
+/// writes them.
 pub(crate) const COLUMNS: &str = "tenant_id, time, message_id, message_hash, type, event, user_id, \
                                   anonymous_id, group_id, previous_id, properties, context, \
                                   received_at, sent_at";
 
-impl EventRow {
-    /// Appends the row as one line of `COPY` text format.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        self.encode_with_hash(message_hash(&self.message_id), out);
+/// The columns of `events` that [`EventRow::encode`] writes, in its order.
+pub const EVENTS_COLUMNS: &str = "tenant_id, time, message_id, type, event, user_id, \
+                                  anonymous_id, group_id, previous_id, properties, context, \
+                                  received_at, sent_at";
+
+/// Rows in `COPY`'s binary format: no text to escape on our side, no
+/// dates or UUIDs to parse on the server's. Start with [`CopyRows::new`]
+/// (the header), append rows, end with [`CopyRows::finish`].
+#[derive(Debug, Clone)]
+pub struct CopyRows {
+    data: Vec<u8>,
+}
+
+impl Default for CopyRows {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CopyRows {
+    /// The format's signature, flags and header extension length.
+    const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+    /// A field count of -1.
+    const TRAILER: &[u8] = &[0xff, 0xff];
+
+    /// No rows yet.
+    pub fn new() -> Self {
+        CopyRows {
+            data: Self::HEADER.to_vec(),
+        }
     }
 
-    /// [`EventRow::encode`] with the message hash already computed.
-    pub(crate) fn encode_with_hash(&self, hash: Uuid, out: &mut Vec<u8>) {
-        // Writing to a Vec cannot fail.
-        let _ = write!(out, "{}\t", self.tenant_id);
-        timestamp(out, &self.time);
-        out.push(b'\t');
-        text(out, Some(&self.message_id));
-        let _ = write!(out, "\t{hash}\t");
-        out.extend_from_slice(self.kind.as_str().as_bytes());
+    /// Whether no row was added.
+    pub fn is_empty(&self) -> bool {
+        self.data.len() == Self::HEADER.len()
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The rows with the trailer, ready to send.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.data.extend_from_slice(Self::TRAILER);
+        self.data
+    }
+
+    /// The rows with the trailer, leaving these as they are.
+    pub(crate) fn finished(&self) -> impl Iterator<Item = &[u8]> {
+        [self.data.as_slice(), Self::TRAILER].into_iter()
+    }
+
+    fn fields(&mut self, count: i16) {
+        self.data.extend_from_slice(&count.to_be_bytes());
+    }
+
+    fn bytes(&mut self, value: &[u8]) {
+        // Rows are far below 2 GiB: messages are at most 32 KB.
+        let len = i32::try_from(value.len()).unwrap_or(i32::MAX);
+        self.data.extend_from_slice(&len.to_be_bytes());
+        self.data.extend_from_slice(value);
+    }
+
+    fn text(&mut self, value: Option<&str>) {
+        match value {
+            Some(value) => self.bytes(value.as_bytes()),
+            None => self.null(),
+        }
+    }
+
+    fn null(&mut self) {
+        self.data.extend_from_slice(&(-1_i32).to_be_bytes());
+    }
+
+    fn uuid(&mut self, value: Uuid) {
+        self.bytes(value.as_bytes());
+    }
+
+    /// Microseconds since 2000-01-01 00:00 UTC, PostgreSQL's epoch.
+    fn timestamp(&mut self, at: DateTime<Utc>) {
+        const POSTGRES_EPOCH: i64 = 946_684_800_000_000;
+        self.bytes(&(at.timestamp_micros() - POSTGRES_EPOCH).to_be_bytes());
+    }
+}
+
+impl EventRow {
+    /// Appends the row as `events` stores it: the columns of
+    /// [`EVENTS_COLUMNS`].
+    pub fn encode(&self, out: &mut CopyRows) {
+        self.encode_columns(None, out);
+    }
+
+    /// Appends the row as the writer stages it (the columns of [`COLUMNS`]),
+    /// with its message hash already computed.
+    pub(crate) fn encode_with_hash(&self, hash: Uuid, out: &mut CopyRows) {
+        self.encode_columns(Some(hash), out);
+    }
+
+    fn encode_columns(&self, hash: Option<Uuid>, out: &mut CopyRows) {
+        out.fields(if hash.is_some() { 14 } else { 13 });
+        out.uuid(self.tenant_id);
+        out.timestamp(self.time);
+        out.text(Some(&self.message_id));
+        if let Some(hash) = hash {
+            out.uuid(hash);
+        }
+        out.text(Some(self.kind.as_str()));
         for field in [
             &self.event,
             &self.user_id,
@@ -98,17 +190,13 @@ impl EventRow {
             &self.properties,
             &self.context,
         ] {
-            out.push(b'\t');
-            text(out, field.as_deref());
+            out.text(field.as_deref());
         }
-        out.push(b'\t');
-        timestamp(out, &self.received_at);
-        out.push(b'\t');
-        match &self.sent_at {
-            Some(sent_at) => timestamp(out, sent_at),
-            None => out.extend_from_slice(b"\\N"),
+        out.timestamp(self.received_at);
+        match self.sent_at {
+            Some(sent_at) => out.timestamp(sent_at),
+            None => out.null(),
         }
-        out.push(b'\n');
     }
 }
 
@@ -116,34 +204,6 @@ impl EventRow {
 /// PostgreSQL's `md5(message_id)::uuid`.
 pub(crate) fn message_hash(message_id: &str) -> Uuid {
     Uuid::from_bytes(Md5::digest(message_id.as_bytes()).into())
-}
-
-fn timestamp(out: &mut Vec<u8>, at: &DateTime<Utc>) {
-    let _ = write!(out, "{}", at.format("%Y-%m-%d %H:%M:%S%.6f+00"));
-}
-
-/// Text with `COPY`'s escapes: backslash, tab, newline and carriage return.
-/// Copies the runs between them whole.
-fn text(out: &mut Vec<u8>, value: Option<&str>) {
-    let Some(value) = value else {
-        out.extend_from_slice(b"\\N");
-        return;
-    };
-    let mut rest = value.as_bytes();
-    while let Some(at) = rest
-        .iter()
-        .position(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
-    {
-        out.extend_from_slice(&rest[..at]);
-        out.extend_from_slice(match rest[at] {
-            b'\\' => b"\\\\",
-            b'\t' => b"\\t",
-            b'\n' => b"\\n",
-            _ => b"\\r",
-        });
-        rest = &rest[at + 1..];
-    }
-    out.extend_from_slice(rest);
 }
 
 #[cfg(test)]
@@ -160,8 +220,8 @@ mod tests {
     }
 
     #[test]
-    fn encodes_nulls_escapes_and_times() {
-        let at = DateTime::parse_from_rfc3339("2026-11-20T10:00:00.5Z")
+    fn encodes_binary_rows_with_nulls_and_times() {
+        let at = DateTime::parse_from_rfc3339("2000-01-01T00:00:01.5Z")
             .map(|t| t.with_timezone(&Utc))
             .expect("time");
         let row = EventRow {
@@ -169,23 +229,35 @@ mod tests {
             time: at,
             message_id: "m\t1".into(),
             kind: MessageType::Track,
-            event: Some("a\\b\nc\r".into()),
+            event: None,
             user_id: None,
-            anonymous_id: Some("anon".into()),
+            anonymous_id: None,
             group_id: None,
             previous_id: None,
-            properties: Some("{}".into()),
+            properties: None,
             context: None,
             received_at: at,
             sent_at: None,
         };
-        let mut out = Vec::new();
-        row.encode(&mut out);
-        assert_eq!(
-            String::from_utf8(out).expect("utf-8"),
-            "00000000-0000-0000-0000-000000000000\t2026-11-20 10:00:00.500000+00\tm\\t1\t\
-             15f2393b-f84e-790e-6ef0-b83d10a3e453\ttrack\t\
-             a\\\\b\\nc\\r\t\\N\tanon\t\\N\t\\N\t{}\t\\N\t2026-11-20 10:00:00.500000+00\t\\N\n"
-        );
+        let mut rows = CopyRows::new();
+        assert!(rows.is_empty());
+        row.encode(&mut rows);
+        let data = rows.finish();
+        let (header, rest) = data.split_at(19);
+        assert_eq!(header, b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0");
+        let mut expected = vec![0, 13];
+        expected.extend([0, 0, 0, 16]);
+        expected.extend([0; 16]);
+        expected.extend([0, 0, 0, 8, 0, 0, 0, 0, 0, 0x16, 0xe3, 0x60]);
+        expected.extend([0, 0, 0, 3, b'm', b'\t', b'1']);
+        expected.extend([0, 0, 0, 5]);
+        expected.extend(b"track");
+        for _ in 0..7 {
+            expected.extend([0xff; 4]);
+        }
+        expected.extend([0, 0, 0, 8, 0, 0, 0, 0, 0, 0x16, 0xe3, 0x60]);
+        expected.extend([0xff; 4]);
+        expected.extend([0xff, 0xff]);
+        assert_eq!(rest, expected.as_slice());
     }
 }

@@ -48,17 +48,17 @@ pub(crate) const SCRATCH: &[&str] = &[
 /// A run of a tenant's calls for [`apply_calls`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Calls {
-    /// The tenant's oldest rollup inbox rows, at most this many, deleted as
-    /// they are read.
+    /// The tenant's oldest rollup inbox rows holding about this many calls
+    /// (at least one row, and whole rows), deleted as they are read.
     Inbox(i64),
     /// The tenant's stored calls of the calendar month (UTC) that starts at
     /// this instant.
     Month(DateTime<Utc>),
 }
 
-/// Stages what the rollups read of a run of calls: the calls come from the
-/// source given (returning `time, type, event, user_id, anonymous_id,
-/// previous_id, properties`; `$1` tenant, `$3` its argument), `$2` is the
+/// Stages what the rollups read of a run of calls: the source given defines
+/// `calls` (`time, type, event, user_id, anonymous_id, previous_id,
+/// properties`; `$1` tenant, `$3` its argument), `$2` is the
 /// tenant's time zone. Counts the calls into `event_counts` and
 /// `event_counts_months` right away, stages the distinct (id, local day) of
 /// activity and the earliest call per (id, track event), and keeps in
@@ -68,9 +68,9 @@ pub(crate) enum Calls {
 macro_rules! stage_calls {
     ($calls:literal) => {
         concat!(
-            "WITH calls AS (",
+            "WITH ",
             $calls,
-            "), days AS (
+            ", days AS (
     INSERT INTO staged_days (id, day)
     SELECT DISTINCT coalesce(user_id, anonymous_id), (time AT TIME ZONE $2)::date
     FROM calls WHERE type IN ('track', 'page', 'screen')
@@ -106,23 +106,36 @@ SELECT (SELECT count(*) FROM calls),
     };
 }
 
-/// Stages up to `$3` of the tenant's oldest inbox rows, deleting them.
+/// Stages the tenant's oldest inbox rows, deleting them: as many as hold
+/// fewer than `$3` calls before them (so at least one).
 const STAGE_INBOX: &str = stage_calls!(
-    "DELETE FROM rollup_inbox
+    "taken AS (
+    DELETE FROM rollup_inbox
     WHERE tenant_id = $1
-      AND id IN (SELECT id FROM rollup_inbox WHERE tenant_id = $1 ORDER BY id LIMIT $3)
-    RETURNING time, type, event, user_id, anonymous_id, previous_id, properties"
+      AND id IN (SELECT id
+                 FROM (SELECT id, sum(calls) OVER (ORDER BY id) - calls AS before
+                       FROM rollup_inbox WHERE tenant_id = $1) r
+                 WHERE before < $3)
+    RETURNING times, types, events, user_ids, anonymous_ids, previous_ids, properties
+), calls AS (
+    SELECT c.*
+    FROM taken,
+         unnest(times, types, events, user_ids, anonymous_ids, previous_ids, properties)
+             AS c(time, type, event, user_id, anonymous_id, previous_id, properties)
+)"
 );
 
 /// Stages the tenant's stored track, page and screen calls of the month
 /// starting at `$3`.
 const STAGE_MONTH: &str = stage_calls!(
-    "SELECT time, type, event, user_id, anonymous_id, NULL::text AS previous_id,
+    "calls AS (
+    SELECT time, type, event, user_id, anonymous_id, NULL::text AS previous_id,
            CASE WHEN event IN ('Ticket Created', 'Ticket Replied', 'Ticket Resolved')
                 THEN properties::text END AS properties
     FROM events
     WHERE tenant_id = $1 AND time >= $3 AND time < $3 + interval '1 month'
-      AND type IN ('track', 'page', 'screen')"
+      AND type IN ('track', 'page', 'screen')
+)"
 );
 
 /// The tenant settings the rollups depend on.

@@ -10,7 +10,8 @@ use northstar_db::{DbError, product::inbox::RollupWorker};
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::watch;
 
-/// Inbox rows applied in one transaction.
+/// Inbox calls applied in one transaction (whole writer batches, so a
+/// chunk may hold a batch more).
 pub const CHUNK_ROWS: i64 = 50_000;
 
 /// Runs until `stopping` turns true, connecting with `options`.
@@ -70,7 +71,7 @@ async fn apply_pending(
             }
             .await;
             match applied {
-                Ok(rows) => more |= rows == CHUNK_ROWS.unsigned_abs(),
+                Ok(calls) => more |= calls >= CHUNK_ROWS.unsigned_abs(),
                 Err(err @ DbError::Unavailable(_)) => return Err(err),
                 Err(err) => {
                     tracing::error!(tenant_id = %work.tenant_id, error = ?err, "could not apply the rollup inbox");

@@ -390,13 +390,15 @@ const FIXTURES: &[Fixture] = &[
         app_may_update: true,
         app_may_delete: true,
     },
-    // The rollup inbox (0007_rollup_inbox.sql): written and emptied, never changed.
+    // The rollup inbox (0009_inbox_runs.sql): written and emptied, never changed.
     Fixture {
         table: "rollup_inbox",
         tenant_column: "tenant_id",
-        insert: "INSERT INTO rollup_inbox (tenant_id, time, type, user_id)
-                 VALUES ($1, now(), 'track', 'u-' || $2::uuid::text)",
-        set: "time = time - interval '1 second'",
+        insert: "INSERT INTO rollup_inbox (tenant_id, calls, times, types, events, user_ids,
+                                          anonymous_ids, previous_ids, properties)
+                 VALUES ($1, 1, ARRAY[now()], ARRAY['track'], ARRAY['E'],
+                         ARRAY['u-' || $2::uuid::text], ARRAY[NULL], ARRAY[NULL], ARRAY[NULL])",
+        set: "times = times || now()",
         app_may_update: false,
         app_may_delete: true,
     },
