@@ -50,6 +50,7 @@
 //! | `NS_BENCH_WRITERS` | `--writers` | 2 | `NORTHSTAR_INGEST_WRITERS` |
 //! | `NS_BENCH_BATCH_ROWS` | `--batch-rows` | 5000 | `NORTHSTAR_INGEST_BATCH_ROWS` |
 //! | `NS_BENCH_QUEUE_BYTES` | `--queue-bytes` | 67108864 | `NORTHSTAR_INGEST_QUEUE_BYTES` |
+//! | `NS_BENCH_ROLLUP_INTERVAL_MS` | `--rollup-interval-ms` | 1000 | `NORTHSTAR_ROLLUP_INTERVAL_MS` |
 //! | `NS_BENCH_BODIES` | `--bodies` | 400 | distinct request bodies generated |
 //! | `NS_BENCH_SEED` | `--seed` | 42 | dataset seed |
 //! | `NS_BENCH_MAX_INFLIGHT` | `--max-inflight` | 2000 | open-loop requests in flight at most |
@@ -140,6 +141,7 @@ struct Config {
     bodies: usize,
     seed: u64,
     max_inflight: usize,
+    rollup_interval: Duration,
     phases: Vec<String>,
     /// `(name, value)` PostgreSQL settings for the bench database.
     db_settings: Vec<(String, String)>,
@@ -164,6 +166,11 @@ impl Config {
             bodies: usize::try_from(get("--bodies", "NS_BENCH_BODIES", 400)?)?,
             seed: get("--seed", "NS_BENCH_SEED", 42)?,
             max_inflight: usize::try_from(get("--max-inflight", "NS_BENCH_MAX_INFLIGHT", 2000)?)?,
+            rollup_interval: Duration::from_millis(get(
+                "--rollup-interval-ms",
+                "NS_BENCH_ROLLUP_INTERVAL_MS",
+                1000,
+            )?),
             db_settings: std::env::var("NS_BENCH_DB_SETTINGS")
                 .unwrap_or_default()
                 .split(',')
@@ -1454,7 +1461,7 @@ async fn run(config: Config) -> Result<()> {
                 queue_bytes: config.queue_bytes,
                 writers: config.writers,
                 batch_rows: config.batch_rows,
-                ..PipelineSettings::DEFAULT
+                rollup_interval: config.rollup_interval,
             },
             rates: "free=1000,enterprise=10000000"
                 .parse()
