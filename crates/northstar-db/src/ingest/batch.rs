@@ -110,7 +110,8 @@ impl Batch {
 
 /// A dedicated connection that writes batches. It owns a temporary staging
 /// table (rows are COPYed there: PostgreSQL refuses COPY FROM into a table
-/// with row level security) and remembers which monthly partitions exist.
+/// with row level security) and `ingest_identities`, and remembers which
+/// monthly partitions exist.
 pub struct BatchWriter {
     conn: PgConnection,
     months: HashSet<i32>,
