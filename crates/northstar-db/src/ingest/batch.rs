@@ -193,20 +193,6 @@ WITH fresh AS (
 )
 SELECT count(*) FROM stored";
 
-/// Identify: merge traits (a newer call's keys win) and first/last seen.
-const UPSERT_PROFILES: &str = "
-INSERT INTO profiles AS p (tenant_id, user_id, traits, first_seen, last_seen)
-SELECT tenant_id, user_id, jsonb_merge_agg(coalesce(properties::jsonb, '{}') ORDER BY time),
-       min(time), max(time)
-FROM ingest_identities
-WHERE tenant_id = $1 AND type = 'identify' AND user_id IS NOT NULL
-GROUP BY tenant_id, user_id ORDER BY user_id
-ON CONFLICT (tenant_id, user_id) DO UPDATE SET
-    traits = CASE WHEN excluded.last_seen >= p.last_seen THEN p.traits || excluded.traits
-                  ELSE excluded.traits || p.traits END,
-    first_seen = least(p.first_seen, excluded.first_seen),
-    last_seen = greatest(p.last_seen, excluded.last_seen)";
-
 /// Identify with both ids: the anonymous id counts as the user from now on
 /// (the first user it is identified as wins).
 const LINK_ANONYMOUS_IDS: &str = "
@@ -242,29 +228,47 @@ SELECT count(apply_alias(tenant_id, previous_id, user_id, time))
 FROM (SELECT tenant_id, previous_id, user_id, time FROM ingest_identities
       WHERE tenant_id = $1 AND type = 'alias' ORDER BY time, message_id) a";
 
-const UPSERT_ACCOUNTS: &str = "
-INSERT INTO accounts AS a (tenant_id, group_id, traits, first_seen, last_seen)
-SELECT tenant_id, group_id, jsonb_merge_agg(coalesce(properties::jsonb, '{}') ORDER BY time),
-       min(time), max(time)
-FROM ingest_identities
-WHERE tenant_id = $1 AND type = 'group'
-GROUP BY tenant_id, group_id ORDER BY group_id
-ON CONFLICT (tenant_id, group_id) DO UPDATE SET
-    traits = CASE WHEN excluded.last_seen >= a.last_seen THEN a.traits || excluded.traits
-                  ELSE excluded.traits || a.traits END,
-    first_seen = least(a.first_seen, excluded.first_seen),
-    last_seen = greatest(a.last_seen, excluded.last_seen)";
-
-const UPSERT_ACCOUNT_MEMBERS: &str = "
-INSERT INTO account_members AS m (tenant_id, group_id, member_id, first_seen)
-SELECT tenant_id, group_id, coalesce(user_id, anonymous_id), min(time)
-FROM ingest_identities
-WHERE tenant_id = $1 AND type = 'group'
-GROUP BY 1, 2, 3 ORDER BY 2, 3
-ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE SET
-    first_seen = least(m.first_seen, excluded.first_seen)";
-
-const ADD_COUNTERS: &str = "
+/// The rows both writers may change for one tenant, last and in one
+/// statement, so a writer that waits for the other's row locks waits for
+/// little more than its commit. Identify calls merge traits into `profiles`
+/// (a newer call's keys win) with first and last seen; group calls do the
+/// same for `accounts` and record the member (the user id, or the
+/// anonymous id); then the tenant's counters of the day go up. Keys are
+/// sorted within each table, so two writers cannot deadlock.
+const UPSERT_AND_COUNT: &str = "
+WITH profiles AS (
+    INSERT INTO profiles AS p (tenant_id, user_id, traits, first_seen, last_seen)
+    SELECT tenant_id, user_id, jsonb_merge_agg(coalesce(properties::jsonb, '{}') ORDER BY time),
+           min(time), max(time)
+    FROM ingest_identities
+    WHERE tenant_id = $1 AND type = 'identify' AND user_id IS NOT NULL
+    GROUP BY tenant_id, user_id ORDER BY user_id
+    ON CONFLICT (tenant_id, user_id) DO UPDATE SET
+        traits = CASE WHEN excluded.last_seen >= p.last_seen THEN p.traits || excluded.traits
+                      ELSE excluded.traits || p.traits END,
+        first_seen = least(p.first_seen, excluded.first_seen),
+        last_seen = greatest(p.last_seen, excluded.last_seen)
+), accounts AS (
+    INSERT INTO accounts AS a (tenant_id, group_id, traits, first_seen, last_seen)
+    SELECT tenant_id, group_id, jsonb_merge_agg(coalesce(properties::jsonb, '{}') ORDER BY time),
+           min(time), max(time)
+    FROM ingest_identities
+    WHERE tenant_id = $1 AND type = 'group'
+    GROUP BY tenant_id, group_id ORDER BY group_id
+    ON CONFLICT (tenant_id, group_id) DO UPDATE SET
+        traits = CASE WHEN excluded.last_seen >= a.last_seen THEN a.traits || excluded.traits
+                      ELSE excluded.traits || a.traits END,
+        first_seen = least(a.first_seen, excluded.first_seen),
+        last_seen = greatest(a.last_seen, excluded.last_seen)
+), members AS (
+    INSERT INTO account_members AS m (tenant_id, group_id, member_id, first_seen)
+    SELECT tenant_id, group_id, coalesce(user_id, anonymous_id), min(time)
+    FROM ingest_identities
+    WHERE tenant_id = $1 AND type = 'group'
+    GROUP BY 1, 2, 3 ORDER BY 2, 3
+    ON CONFLICT (tenant_id, group_id, member_id) DO UPDATE SET
+        first_seen = least(m.first_seen, excluded.first_seen)
+)
 INSERT INTO ingest_counters AS c (tenant_id, day, outcome, reason, count)
 SELECT $1, (now() AT TIME ZONE 'UTC')::date, u.outcome, u.reason, u.count
 FROM unnest($2::text[], $3::text[], $4::bigint[]) AS u(outcome, reason, count)
@@ -365,13 +369,10 @@ impl PartPlan {
     fn of(part: &Part) -> Self {
         let mut statements = Vec::new();
         if part.identify {
-            statements.extend([UPSERT_PROFILES, LINK_ANONYMOUS_IDS, FLATTEN_LINKS]);
+            statements.extend([LINK_ANONYMOUS_IDS, FLATTEN_LINKS]);
         }
         if part.alias {
             statements.push(APPLY_ALIASES);
-        }
-        if part.group {
-            statements.extend([UPSERT_ACCOUNTS, UPSERT_ACCOUNT_MEMBERS]);
         }
         let mut plan = PartPlan {
             rows: part.rows,
@@ -419,7 +420,7 @@ async fn store_part(
     plan.outcomes.extend(["stored", "duplicate"]);
     plan.reasons.extend([String::new(), String::new()]);
     plan.counts.extend([to_i64(stored), to_i64(duplicates)]);
-    sqlx::query(ADD_COUNTERS)
+    sqlx::query(UPSERT_AND_COUNT)
         .bind(tenant_id)
         .bind(plan.outcomes)
         .bind(plan.reasons)

@@ -191,3 +191,66 @@ async fn a_retried_message_is_stored_once_however_it_is_retried() {
     assert_eq!(stats.body["stored"], 3);
     assert_eq!(stats.body["duplicate"], 2 + 1 + 7);
 }
+
+/// Two writers aliasing the same previous id at once: the second waits for
+/// the first's link, then yields to it (it used to fail on the key, and its
+/// whole batch with it).
+#[tokio::test]
+async fn concurrent_aliases_of_one_id_keep_the_first_link() {
+    use sqlx::{Connection, PgConnection};
+
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let connect = || async {
+        let mut conn = PgConnection::connect_with(&app.db.app_options())
+            .await
+            .expect("connect as the app");
+        sqlx::query("BEGIN")
+            .execute(&mut conn)
+            .await
+            .expect("begin");
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+            .bind(acme.id.to_string())
+            .execute(&mut conn)
+            .await
+            .expect("tenant");
+        conn
+    };
+    let alias = "SELECT apply_alias($1, 'device-1', $2, now())";
+    let mut first = connect().await;
+    let mut second = connect().await;
+    sqlx::query(alias)
+        .bind(acme.id)
+        .bind("ada")
+        .execute(&mut first)
+        .await
+        .expect("first alias");
+    let waiting = tokio::spawn(async move {
+        let outcome = sqlx::query(alias)
+            .bind(acme.id)
+            .bind("bob")
+            .execute(&mut second)
+            .await
+            .map(|_| ());
+        sqlx::query("COMMIT").execute(&mut second).await.ok();
+        outcome
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the second alias waits for the first link"
+    );
+    sqlx::query("COMMIT")
+        .execute(&mut first)
+        .await
+        .expect("commit");
+    waiting
+        .await
+        .expect("task")
+        .expect("the second alias yields instead of failing");
+    assert_eq!(
+        app.rows("SELECT alias_id, person_id FROM identity_links")
+            .await,
+        vec![json!({"alias_id": "device-1", "person_id": "ada"})]
+    );
+}
