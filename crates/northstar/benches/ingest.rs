@@ -1292,7 +1292,7 @@ fn encode_raw(
     seqs: &[u32],
     tenant_id: Uuid,
     batch_rows: usize,
-) -> Result<(Vec<Vec<u8>>, u64)> {
+) -> Result<(Vec<CopyRows>, u64)> {
     let receipt = Receipt {
         tenant_id,
         received_at: Utc::now(),
@@ -1332,13 +1332,13 @@ fn encode_raw(
             in_batch += 1;
             total += 1;
             if in_batch == batch_rows {
-                batches.push(std::mem::take(&mut batch).finish());
+                batches.push(std::mem::take(&mut batch));
                 in_batch = 0;
             }
         }
     }
     if in_batch > 0 {
-        batches.push(batch.finish());
+        batches.push(batch);
     }
     Ok((batches, total))
 }
@@ -1348,7 +1348,7 @@ fn encode_raw(
 /// their server processes, are open).
 async fn raw_copy(
     db: &TestDatabase,
-    batches: Arc<Vec<Vec<u8>>>,
+    batches: Arc<Vec<CopyRows>>,
     streams: usize,
 ) -> Result<(Duration, Usage)> {
     let mut connections = Vec::new();
@@ -1366,7 +1366,9 @@ async fn raw_copy(
                 format!("COPY events ({EVENTS_COLUMNS}) FROM STDIN WITH (FORMAT binary)");
             while let Some(batch) = batches.get(next.fetch_add(1, Ordering::Relaxed)) {
                 let mut copy = conn.copy_in_raw(&statement).await?;
-                copy.send(batch.as_slice()).await?;
+                for part in batch.finished() {
+                    copy.send(part).await?;
+                }
                 copy.finish().await?;
             }
             Ok::<_, sqlx::Error>(conn)
@@ -1604,7 +1606,7 @@ async fn run(config: Config) -> Result<()> {
         let encoding = Instant::now();
         let (batches, rows) =
             encode_raw(&client.dataset, &seqs, tenant.tenant.id, config.batch_rows)?;
-        let encoded_bytes: usize = batches.iter().map(Vec::len).sum();
+        let encoded_bytes: usize = batches.iter().map(CopyRows::len).sum();
         println!(
             "  raw COPY: {rows} rows ({:.0} MiB) encoded in {:.1} s, untimed",
             encoded_bytes as f64 / 1_048_576.0,

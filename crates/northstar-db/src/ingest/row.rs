@@ -80,7 +80,7 @@ pub const EVENTS_COLUMNS: &str = "tenant_id, time, message_id, type, event, user
 
 /// Rows in `COPY`'s binary format: no text to escape on our side, no
 /// dates or UUIDs to parse on the server's. Start with [`CopyRows::new`]
-/// (the header), append rows, end with [`CopyRows::finish`].
+/// (the header), append rows, send [`CopyRows::finished`].
 #[derive(Debug, Clone)]
 pub struct CopyRows {
     data: Vec<u8>,
@@ -115,14 +115,8 @@ impl CopyRows {
         self.data.len()
     }
 
-    /// The rows with the trailer, ready to send.
-    pub fn finish(mut self) -> Vec<u8> {
-        self.data.extend_from_slice(Self::TRAILER);
-        self.data
-    }
-
-    /// The rows with the trailer, leaving these as they are.
-    pub(crate) fn finished(&self) -> impl Iterator<Item = &[u8]> {
+    /// The rows and the trailer, as the pieces of one `COPY` to send.
+    pub fn finished(&self) -> impl Iterator<Item = &[u8]> {
         [self.data.as_slice(), Self::TRAILER].into_iter()
     }
 
@@ -242,7 +236,7 @@ mod tests {
         let mut rows = CopyRows::new();
         assert!(rows.is_empty());
         row.encode(&mut rows);
-        let data = rows.finish();
+        let data = rows.finished().collect::<Vec<_>>().concat();
         let (header, rest) = data.split_at(19);
         assert_eq!(header, b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0");
         let mut expected = vec![0, 13];

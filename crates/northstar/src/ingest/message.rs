@@ -175,8 +175,9 @@ fn from_json(
         MessageType::Page | MessageType::Screen => optional_text(message.name, "name")?,
         _ => None,
     };
-    let time = event_time(&message, batch_sent_at, receipt)?;
+    let original = original_time(&message)?;
     let sent_at = timestamp_field(message.sent_at, "sentAt")?.or(batch_sent_at);
+    let time = event_time(original, sent_at, receipt)?;
     let properties = match kind {
         MessageType::Identify | MessageType::Group => object_field(message.traits, "traits")?,
         MessageType::Track | MessageType::Page | MessageType::Screen => {
@@ -335,7 +336,7 @@ fn optional_text(value: Option<&RawValue>, field: &str) -> Result<Option<String>
         None => Ok(None),
         Some(Value::String(text)) => {
             check_text(field, &text)?;
-            Ok(Some(text.clone()))
+            Ok(Some(text))
         }
         Some(_) => Err(Rejection::new(field, "wrong_type", "must be a string")),
     }
@@ -412,11 +413,10 @@ fn with_key(object: &str, key: &str, value: &str) -> String {
     if has_key(object, key) {
         return object.to_owned();
     }
-    let rest = object[1..].trim_start();
-    if rest.starts_with('}') {
+    if is_empty_object(object) {
         format!("{{\"{key}\":{value}}}")
     } else {
-        format!("{{\"{key}\":{value},{rest}")
+        format!("{{\"{key}\":{value},{}", object[1..].trim_start())
     }
 }
 
@@ -503,20 +503,26 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// The event's time: `originalTimestamp` (or `timestamp`) corrected by the
-/// client's clock skew when the client said when it sent the message;
+/// The time the client gave the message, and the field it came from:
+/// `originalTimestamp`, else `timestamp`.
+fn original_time(message: &Fields<'_>) -> Result<Option<(&'static str, DateTime<Utc>)>, Rejection> {
+    Ok(
+        match timestamp_field(message.original_timestamp, "originalTimestamp")? {
+            Some(original) => Some(("originalTimestamp", original)),
+            None => timestamp_field(message.timestamp, "timestamp")?.map(|t| ("timestamp", t)),
+        },
+    )
+}
+
+/// The event's time: the client's `original` time corrected by its clock
+/// skew when the client said when it sent the message (`sent_at`);
 /// otherwise as given; otherwise the arrival time. Refused when more than a
 /// day ahead of the arrival time or older than the tenant keeps events.
 fn event_time(
-    message: &Fields<'_>,
-    batch_sent_at: Option<DateTime<Utc>>,
+    original: Option<(&'static str, DateTime<Utc>)>,
+    sent_at: Option<DateTime<Utc>>,
     receipt: &Receipt,
 ) -> Result<DateTime<Utc>, Rejection> {
-    let original = match timestamp_field(message.original_timestamp, "originalTimestamp")? {
-        Some(original) => Some(("originalTimestamp", original)),
-        None => timestamp_field(message.timestamp, "timestamp")?.map(|t| ("timestamp", t)),
-    };
-    let sent_at = timestamp_field(message.sent_at, "sentAt")?.or(batch_sent_at);
     let (field, time) = match (original, sent_at) {
         (Some((field, original)), Some(sent_at)) => {
             (field, receipt.received_at - (sent_at - original))
