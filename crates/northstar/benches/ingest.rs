@@ -92,7 +92,8 @@ use northstar::ingest::{
 use northstar_db::{
     audit::Actor,
     connect_app_pool,
-    ingest::{CopyRows, EVENTS_COLUMNS, EventRow, MessageType},
+    ingest::{self, CopyRows, EVENTS_COLUMNS, EventRow, MessageType},
+    product::inbox,
     provisioning::{self, ProvisionOutcome, ProvisionRequest},
     testing::TestDatabase,
 };
@@ -801,6 +802,10 @@ struct Usage {
     /// This database's PostgreSQL backends (writers, pool, checks), the WAL
     /// writer, checkpointer and background writer.
     postgres: f64,
+    /// Of `postgres`: the batch writers' backends.
+    writers: f64,
+    /// Of `postgres`: the rollup worker's backend.
+    rollup_worker: f64,
     /// The whole machine, busy (not idle or iowait), in CPU seconds.
     machine_busy: f64,
 }
@@ -808,18 +813,20 @@ struct Usage {
 /// CPU seconds used so far, by process.
 struct Snapshot {
     process: f64,
-    postgres: BTreeMap<i32, f64>,
+    /// CPU seconds and `application_name` by server process.
+    postgres: BTreeMap<i32, (f64, String)>,
     machine_busy: f64,
 }
 
 impl Snapshot {
     /// Takes one; `server` names this benchmark's database.
     async fn take(server: &PgConnectOptions) -> Snapshot {
-        let pids: Vec<i32> = match PgConnection::connect_with(server).await {
+        let pids: Vec<(i32, String)> = match PgConnection::connect_with(server).await {
             Ok(mut conn) => {
-                let pids = sqlx::query_scalar(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-                     OR backend_type IN ('walwriter', 'checkpointer', 'background writer')",
+                let pids = sqlx::query_as(
+                    "SELECT pid, application_name FROM pg_stat_activity \
+                     WHERE datname = current_database() \
+                        OR backend_type IN ('walwriter', 'checkpointer', 'background writer')",
                 )
                 .fetch_all(&mut conn)
                 .await
@@ -847,7 +854,7 @@ impl Snapshot {
             process: process_cpu("self").unwrap_or(f64::NAN),
             postgres: pids
                 .into_iter()
-                .filter_map(|pid| Some((pid, process_cpu(&pid.to_string())?)))
+                .filter_map(|(pid, name)| Some((pid, (process_cpu(&pid.to_string())?, name))))
                 .collect(),
             machine_busy,
         }
@@ -856,13 +863,18 @@ impl Snapshot {
     /// What was used since `earlier`: processes that started since count
     /// whole; those that ended since are lost.
     fn since(&self, earlier: &Snapshot) -> Usage {
+        let used = |named: Option<&str>| -> f64 {
+            self.postgres
+                .iter()
+                .filter(|(_, (_, name))| named.is_none_or(|n| n == name))
+                .map(|(pid, (now, _))| now - earlier.postgres.get(pid).map_or(0.0, |e| e.0))
+                .sum()
+        };
         Usage {
             process: self.process - earlier.process,
-            postgres: self
-                .postgres
-                .iter()
-                .map(|(pid, now)| now - earlier.postgres.get(pid).copied().unwrap_or(0.0))
-                .sum(),
+            postgres: used(None),
+            writers: used(Some(ingest::APPLICATION_NAME)),
+            rollup_worker: used(Some(inbox::APPLICATION_NAME)),
             machine_busy: self.machine_busy - earlier.machine_busy,
         }
     }
@@ -1047,10 +1059,22 @@ impl Phase {
             );
         }
         println!(
-            "    CPU cores: bench process (app + clients) {:.2}, postgres {:.2}, machine busy {:.2}",
+            "    CPU cores: bench process (app + clients) {:.2}, postgres {:.2} (writers {:.2}, rollup worker {:.2}), \
+             machine busy {:.2}",
             cores(self.cpu.process),
             cores(self.cpu.postgres),
+            cores(self.cpu.writers),
+            cores(self.cpu.rollup_worker),
             cores(self.cpu.machine_busy)
+        );
+        let acked = self.acked_events().max(1) as f64;
+        println!(
+            "    CPU µs per acknowledged event: bench process {:.1}, writers {:.1}, rollup worker {:.1}, \
+             other postgres {:.1}",
+            self.cpu.process * 1e6 / acked,
+            self.cpu.writers * 1e6 / acked,
+            self.cpu.rollup_worker * 1e6 / acked,
+            (self.cpu.postgres - self.cpu.writers - self.cpu.rollup_worker) * 1e6 / acked,
         );
         println!(
             "    memory: RSS at start {:.0} MiB, peak (VmHWM{}) {:.0} MiB, largest RSS by quarter of the phase \
@@ -1343,12 +1367,53 @@ fn encode_raw(
     Ok((batches, total))
 }
 
-/// `streams` connections COPY the batches, each taking the next one left;
-/// answers the time and the CPU used (measured while the connections, and so
-/// their server processes, are open).
-async fn raw_copy(
+/// `rows` dedupe keys of `tenant_id` in binary `COPY` batches of
+/// `batch_rows`: random keys, as a message id's MD5 is.
+fn encode_keys(tenant_id: Uuid, rows: u64, batch_rows: usize) -> Vec<Vec<u8>> {
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut batches = Vec::new();
+    let mut left = rows;
+    while left > 0 {
+        let count = left.min(batch_rows as u64);
+        left -= count;
+        let mut batch = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
+        for _ in 0..count {
+            batch.extend_from_slice(&2_i16.to_be_bytes());
+            for key in [*tenant_id.as_bytes(), rng.r#gen::<[u8; 16]>()] {
+                batch.extend_from_slice(&16_i32.to_be_bytes());
+                batch.extend_from_slice(&key);
+            }
+        }
+        batch.extend_from_slice(&(-1_i16).to_be_bytes());
+        batches.push(batch);
+    }
+    batches
+}
+
+/// A batch of binary `COPY` data.
+trait CopyBatch: Send + Sync + 'static {
+    fn parts(&self) -> impl Iterator<Item = &[u8]> + Send;
+}
+
+impl CopyBatch for CopyRows {
+    fn parts(&self) -> impl Iterator<Item = &[u8]> + Send {
+        self.finished()
+    }
+}
+
+impl CopyBatch for Vec<u8> {
+    fn parts(&self) -> impl Iterator<Item = &[u8]> + Send {
+        std::iter::once(self.as_slice())
+    }
+}
+
+/// `streams` connections run `statement` (a `COPY … FROM STDIN`) for the
+/// batches, each taking the next one left; answers the time and the CPU used
+/// (measured while the connections, and so their server processes, are open).
+async fn raw_copy<B: CopyBatch>(
     db: &TestDatabase,
-    batches: Arc<Vec<CopyRows>>,
+    statement: &str,
+    batches: Arc<Vec<B>>,
     streams: usize,
 ) -> Result<(Duration, Usage)> {
     let mut connections = Vec::new();
@@ -1361,12 +1426,11 @@ async fn raw_copy(
     let mut tasks = JoinSet::new();
     for mut conn in connections {
         let (batches, next) = (Arc::clone(&batches), Arc::clone(&next));
+        let statement = statement.to_owned();
         tasks.spawn(async move {
-            let statement =
-                format!("COPY events ({EVENTS_COLUMNS}) FROM STDIN WITH (FORMAT binary)");
             while let Some(batch) = batches.get(next.fetch_add(1, Ordering::Relaxed)) {
                 let mut copy = conn.copy_in_raw(&statement).await?;
-                for part in batch.finished() {
+                for part in batch.parts() {
                     copy.send(part).await?;
                 }
                 copy.finish().await?;
@@ -1376,7 +1440,10 @@ async fn raw_copy(
     }
     let mut connections = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        connections.push(done.context("a COPY stream")?.context("COPY into events")?);
+        connections.push(
+            done.context("a COPY stream")?
+                .with_context(|| statement.to_owned())?,
+        );
     }
     let elapsed = started.elapsed();
     let used = Snapshot::take(&db.admin_options()).await.since(&before);
@@ -1612,7 +1679,8 @@ async fn run(config: Config) -> Result<()> {
             encoded_bytes as f64 / 1_048_576.0,
             encoding.elapsed().as_secs_f64()
         );
-        let (elapsed, used) = raw_copy(&db, Arc::new(batches), config.writers).await?;
+        let statement = format!("COPY events ({EVENTS_COLUMNS}) FROM STDIN WITH (FORMAT binary)");
+        let (elapsed, used) = raw_copy(&db, &statement, Arc::new(batches), config.writers).await?;
         let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
             .fetch_one(&mut admin)
             .await?;
@@ -1629,7 +1697,33 @@ async fn run(config: Config) -> Result<()> {
             used.postgres / wall,
             used.machine_busy / wall
         );
-        report.raw = Some((rows, elapsed));
+        report.raw = Some((rows, elapsed, used));
+
+        // The least a deduplicating store adds: one unique key per row.
+        let keys = encode_keys(tenant.tenant.id, rows, config.batch_rows);
+        let (keys_elapsed, keys_used) = raw_copy(
+            &db,
+            "COPY event_message_ids (tenant_id, message_hash) FROM STDIN WITH (FORMAT binary)",
+            Arc::new(keys),
+            config.writers,
+        )
+        .await?;
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM event_message_ids")
+            .fetch_one(&mut admin)
+            .await?;
+        ensure!(
+            u64::try_from(count)? == rows,
+            "raw key COPY stored {count} keys of {rows}"
+        );
+        println!(
+            "  raw dedupe keys COPY: {rows} random 16-byte keys in {:.1} s = {:.0} rows/s; postgres µs per row: \
+             events {:.1}, keys {:.1}",
+            keys_elapsed.as_secs_f64(),
+            rows as f64 / keys_elapsed.as_secs_f64(),
+            used.postgres * 1e6 / rows as f64,
+            keys_used.postgres * 1e6 / rows as f64,
+        );
+        report.raw_keys_cpu = Some(keys_used.postgres / rows as f64);
     }
 
     report.print(&config, &server_version);
@@ -1648,12 +1742,45 @@ struct Report {
     half: Option<Phase>,
     overload: Option<Phase>,
     recovery: Option<Sample>,
-    raw: Option<(u64, Duration)>,
+    /// Raw `COPY` of events: rows, time, CPU.
+    raw: Option<(u64, Duration, Usage)>,
+    /// Raw `COPY` of one dedupe key per row: PostgreSQL CPU seconds per row.
+    raw_keys_cpu: Option<f64>,
     /// Sustained phase: writer transactions and rows.
     batches: Option<(i64, i64)>,
     /// After the sustained phase: calls left in the rollup inbox, and how
     /// long the rollup worker took to apply them.
     rollup_backlog: Option<(i64, Duration)>,
+}
+
+/// What the machine could reach if ingest cost no more than its parts that
+/// no design avoids: the app's intake (HTTP, validation, encoding; with the
+/// in-process clients), storing each row (raw `COPY`), one dedupe key per
+/// row, and the rollups.
+struct Ceiling {
+    micros: f64,
+    cores: usize,
+    rate: f64,
+    over_raw: f64,
+}
+
+impl Report {
+    fn ceiling(&self) -> Option<Ceiling> {
+        let sustained = self.sustained.as_ref()?;
+        let (rows, wall, raw) = self.raw?;
+        let acked = sustained.acked_events().max(1) as f64;
+        let per_event = (sustained.cpu.process + sustained.cpu.rollup_worker) / acked
+            + raw.postgres / rows as f64
+            + self.raw_keys_cpu?;
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let rate = cores as f64 / per_event;
+        Some(Ceiling {
+            micros: per_event * 1e6,
+            cores,
+            rate,
+            over_raw: rate / (rows as f64 / wall.as_secs_f64()),
+        })
+    }
 }
 
 /// The calls in the rollup inbox now, and the time until the rollup worker
@@ -1684,7 +1811,7 @@ impl Report {
     fn print(&self, config: &Config, server_version: &str) {
         let raw_rate = self
             .raw
-            .map(|(rows, wall)| rows as f64 / wall.as_secs_f64());
+            .map(|(rows, wall, _)| rows as f64 / wall.as_secs_f64());
         let sustained_rate = self.sustained.as_ref().map(Phase::rate);
         let ratio = sustained_rate.zip(raw_rate).map(|(s, r)| s / r);
         println!();
@@ -1733,7 +1860,7 @@ impl Report {
                 phase.cpu.postgres / wall,
             );
         }
-        if let Some((rows, wall)) = self.raw {
+        if let Some((rows, wall, _)) = self.raw {
             println!(
                 "| raw COPY, {} streams | {:.1} | {:.0} rows/s ({rows} rows) | | | | |",
                 config.writers,
@@ -1745,6 +1872,14 @@ impl Report {
         if let Some(ratio) = ratio {
             println!(
                 "sustained / raw COPY = {ratio:.2}  (target ≥ 0.5; sustained target ≥ 50,000 events/s)"
+            );
+        }
+        if let Some(ceiling) = self.ceiling() {
+            println!(
+                "ceiling: the sustained phase's app and rollup worker CPU per event, plus raw COPY's \
+                 postgres CPU per row for the event and one dedupe key, is {:.1} µs; on {} cores that is \
+                 at most {:.0} events/s = {:.2} × raw COPY",
+                ceiling.micros, ceiling.cores, ceiling.rate, ceiling.over_raw
             );
         }
         if let Some((batches, rows)) = self.batches {
@@ -1784,6 +1919,8 @@ impl Report {
                     "queue_peak_mib": round2(p.queue_peak_bytes as f64 / 1_048_576.0),
                     "cpu_process": round2(p.cpu.process / p.wall.as_secs_f64()),
                     "cpu_postgres": round2(p.cpu.postgres / p.wall.as_secs_f64()),
+                    "cpu_writers": round2(p.cpu.writers / p.wall.as_secs_f64()),
+                    "cpu_rollup_worker": round2(p.cpu.rollup_worker / p.wall.as_secs_f64()),
                 })
             })
         };
@@ -1805,6 +1942,14 @@ impl Report {
         );
         summary.insert("raw_rows_per_s".into(), json!(raw_rate.map(f64::round)));
         summary.insert("sustained_over_raw".into(), json!(ratio.map(round2)));
+        summary.insert(
+            "ceiling".into(),
+            json!(self.ceiling().map(|c| json!({
+                "micros_per_event": round2(c.micros),
+                "events_per_s": c.rate.round(),
+                "over_raw": round2(c.over_raw),
+            }))),
+        );
         println!("{}", Value::Object(summary));
     }
 }

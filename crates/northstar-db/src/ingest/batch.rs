@@ -8,6 +8,7 @@ use sqlx::{Connection, PgConnection, postgres::PgConnectOptions};
 use uuid::Uuid;
 
 use super::{
+    EARLY_WRITEBACK,
     partitions::ensure_partitions_on,
     row::{COLUMNS, CopyRows, EventRow, MessageType, message_hash},
 };
@@ -116,6 +117,9 @@ pub struct BatchWriter {
     conn: PgConnection,
     months: HashSet<i32>,
 }
+
+/// The writers' `application_name`.
+pub const APPLICATION_NAME: &str = "northstar ingest writer";
 
 /// The staging table; the rollup worker stages inbox rows in it too, and
 /// the product rollup rebuild stored events.
@@ -277,9 +281,11 @@ ORDER BY u.outcome, u.reason
 ON CONFLICT (tenant_id, day, outcome, reason) DO UPDATE SET count = c.count + excluded.count";
 
 impl BatchWriter {
-    /// Opens a connection with `options` (the app role's) and its staging table.
+    /// Opens a connection with `options` (the app role's) and its staging
+    /// table; `pg_stat_activity` shows it as `northstar ingest writer`.
     pub async fn connect(options: &PgConnectOptions) -> Result<Self, DbError> {
-        let mut conn = PgConnection::connect_with(options)
+        let options = options.clone().application_name(APPLICATION_NAME);
+        let mut conn = PgConnection::connect_with(&options)
             .await
             .map_err(DbError::Unavailable)?;
         sqlx::query(STAGING).execute(&mut conn).await?;
@@ -296,6 +302,7 @@ impl BatchWriter {
             // Compiling a statement costs tens of milliseconds, more than any
             // of these statements runs.
             "SET jit = off",
+            EARLY_WRITEBACK,
         ] {
             sqlx::query(setting).execute(&mut conn).await?;
         }

@@ -10,7 +10,10 @@ use sqlx::{Connection, PgConnection, postgres::PgConnectOptions};
 use uuid::Uuid;
 
 use super::maintain::{self, Calls};
-use crate::{DbError, ingest::batch::STAGING};
+use crate::{
+    DbError,
+    ingest::{EARLY_WRITEBACK, batch::STAGING},
+};
 
 /// Work waiting for the rollup worker, for one tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
@@ -21,20 +24,29 @@ pub struct PendingWork {
     pub rebuild: bool,
 }
 
+/// The rollup worker's `application_name`.
+pub const APPLICATION_NAME: &str = "northstar rollup worker";
+
 /// A dedicated connection that applies the rollup inbox.
 pub struct RollupWorker {
     conn: PgConnection,
 }
 
 impl RollupWorker {
-    /// Connects with `options` (the app role's).
+    /// Connects with `options` (the app role's); `pg_stat_activity` shows it
+    /// as `northstar rollup worker`.
     pub async fn connect(options: &PgConnectOptions) -> Result<Self, DbError> {
-        let mut conn = PgConnection::connect_with(options)
+        let options = options.clone().application_name(APPLICATION_NAME);
+        let mut conn = PgConnection::connect_with(&options)
             .await
             .map_err(DbError::Unavailable)?;
         sqlx::query(STAGING).execute(&mut conn).await?;
         maintain::prepare(&mut conn).await?;
-        for setting in ["SET plan_cache_mode = force_custom_plan", "SET jit = off"] {
+        for setting in [
+            "SET plan_cache_mode = force_custom_plan",
+            "SET jit = off",
+            EARLY_WRITEBACK,
+        ] {
             sqlx::query(setting).execute(&mut conn).await?;
         }
         Ok(RollupWorker { conn })
