@@ -23,6 +23,14 @@
 //!    dedupe, no RLS), with as many parallel streams (connections) as the app
 //!    has writers and batches of the app's batch size. It runs last so that
 //!    its ~1 KB-per-row buffers do not inflate the memory figures of the others.
+//!    Then as many random 16-byte keys are `COPY`ed into `event_message_ids`:
+//!    the least a deduplicating store adds per row.
+//!
+//! The **ceiling** line adds up what no design of the path avoids, in CPU per
+//! event: the bench process's (intake, validation, encoding; the clients
+//! too) and the rollup worker's in the sustained phase, and the PostgreSQL
+//! CPU per row of the two raw `COPY`s; the machine's cores divided by that
+//! sum is the most the path could reach, also shown against the raw rate.
 //!
 //! The dataset is generated before anything is measured, from a seed:
 //! `NS_BENCH_BODIES` distinct request bodies of 100–300 Segment messages
@@ -61,8 +69,11 @@
 //! `northstar::ingest=warn`).
 //!
 //! Each phase also reports the CPU used (from `/proc`) by this process (app
-//! and clients), by this database's PostgreSQL processes, and by the whole
-//! machine, and the peak resident set (`VmHWM`, reset at each phase start).
+//! and clients), by this database's PostgreSQL processes (and of those, by
+//! the batch writers' and the rollup worker's, told apart by
+//! `application_name`), and by the whole machine, per second and per
+//! acknowledged event, and the peak resident set (`VmHWM`, reset at each
+//! phase start).
 //!
 //! Timing is reported, never asserted. A wrong count in the database, or a
 //! `200` that did not accept every message, fails the run.
