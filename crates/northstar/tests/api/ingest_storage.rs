@@ -1,7 +1,8 @@
 //! Event storage over time: the partition job creates months ahead, the
 //! retention job drops partitions past every tenant's window and deletes a
 //! shorter-lived tenant's old rows (with their message ids), and operators
-//! see both jobs' outcome.
+//! see both jobs' outcome and, in `pg_stat_activity`, the connections that
+//! write in bulk.
 
 use axum::http::StatusCode;
 use serde_json::json;
@@ -172,4 +173,32 @@ async fn owners_and_admins_set_the_event_retention_and_it_is_audited() {
         .patch("/api/v1/tenants/acme", json!({"event_retention_days": 30}))
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_batch_writer_and_the_rollup_worker_are_named_in_pg_stat_activity() {
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant("acme").await;
+    let response = app
+        .sdk(&tenant.write_key)
+        .post("/v1/track", json!({"userId": "u1", "event": "Signed Up"}))
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    app.rollups_applied().await;
+
+    // One writer took the one request; the rollup worker applied it.
+    let named = app
+        .rows(
+            "SELECT application_name, count(*) AS connections FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name LIKE 'northstar %'
+             GROUP BY 1 ORDER BY 1",
+        )
+        .await;
+    assert_eq!(
+        named,
+        [
+            json!({"application_name": "northstar ingest writer", "connections": 1}),
+            json!({"application_name": "northstar rollup worker", "connections": 1}),
+        ]
+    );
 }
