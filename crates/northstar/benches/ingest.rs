@@ -1692,13 +1692,7 @@ async fn run(config: Config) -> Result<()> {
         );
         let statement = format!("COPY events ({EVENTS_COLUMNS}) FROM STDIN WITH (FORMAT binary)");
         let (elapsed, used) = raw_copy(&db, &statement, Arc::new(batches), config.writers).await?;
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-            .fetch_one(&mut admin)
-            .await?;
-        ensure!(
-            u64::try_from(count)? == rows,
-            "raw COPY stored {count} rows of {rows}"
-        );
+        ensure_count(&mut admin, "events", rows).await?;
         let wall = elapsed.as_secs_f64();
         println!(
             "  raw COPY: {rows} rows in {wall:.1} s = {:.0} rows/s with {} streams; CPU cores: postgres {:.2}, \
@@ -1719,13 +1713,7 @@ async fn run(config: Config) -> Result<()> {
             config.writers,
         )
         .await?;
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM event_message_ids")
-            .fetch_one(&mut admin)
-            .await?;
-        ensure!(
-            u64::try_from(count)? == rows,
-            "raw key COPY stored {count} keys of {rows}"
-        );
+        ensure_count(&mut admin, "event_message_ids", rows).await?;
         println!(
             "  raw dedupe keys COPY: {rows} random 16-byte keys in {:.1} s = {:.0} rows/s; postgres µs per row: \
              events {:.1}, keys {:.1}",
@@ -1762,6 +1750,18 @@ struct Report {
     /// After the sustained phase: calls left in the rollup inbox, and how
     /// long the rollup worker took to apply them.
     rollup_backlog: Option<(i64, Duration)>,
+}
+
+/// Fails unless `table` holds `rows` rows.
+async fn ensure_count(admin: &mut PgConnection, table: &str, rows: u64) -> Result<()> {
+    let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(admin)
+        .await?;
+    ensure!(
+        u64::try_from(count)? == rows,
+        "raw COPY stored {count} rows of {rows} in {table}"
+    );
+    Ok(())
 }
 
 /// What the machine could reach if ingest cost no more than its parts that
