@@ -20,9 +20,7 @@ pub use partitions::ensure_partitions;
 pub use row::{CopyRows, EVENTS_COLUMNS, EventRow, MessageType};
 
 /// Set on the connections that write in bulk (batch writers, the rollup
-/// worker). Their backends evict dirty pages from shared buffers into the
-/// kernel's page cache; left there, gigabytes pile up and are written back
-/// in bursts, and every commit's WAL flush queues behind such a burst (the
-/// half-load p99 went from 120–230 ms to 18–42 ms with it, `docs/benchmarks.md`).
-/// With it, the kernel starts writing every 256 kB a backend writes at once.
+/// worker): the kernel starts writing back every 256 kB of pages the backend
+/// evicts, instead of letting gigabytes pile up in its page cache and go out
+/// in bursts that stall every commit's WAL flush (ADR 0013).
 pub(crate) const EARLY_WRITEBACK: &str = "SET backend_flush_after = '256kB'";
