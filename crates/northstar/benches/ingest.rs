@@ -1378,53 +1378,33 @@ fn encode_raw(
     Ok((batches, total))
 }
 
-/// `rows` dedupe keys of `tenant_id` in binary `COPY` batches of
-/// `batch_rows`: random keys, as a message id's MD5 is.
-fn encode_keys(tenant_id: Uuid, rows: u64, batch_rows: usize) -> Vec<Vec<u8>> {
+/// `rows` dedupe keys of `tenant_id` (`tenant_id, message_hash`) in
+/// batches of `batch_rows`: random keys, as a message id's MD5 is.
+fn encode_keys(tenant_id: Uuid, rows: u64, batch_rows: usize) -> Vec<CopyRows> {
     let mut rng = StdRng::seed_from_u64(7);
     let mut batches = Vec::new();
     let mut left = rows;
     while left > 0 {
         let count = left.min(batch_rows as u64);
         left -= count;
-        let mut batch = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
+        let mut batch = CopyRows::new();
         for _ in 0..count {
-            batch.extend_from_slice(&2_i16.to_be_bytes());
-            for key in [*tenant_id.as_bytes(), rng.r#gen::<[u8; 16]>()] {
-                batch.extend_from_slice(&16_i32.to_be_bytes());
-                batch.extend_from_slice(&key);
-            }
+            batch.start_row(2);
+            batch.uuid(tenant_id);
+            batch.uuid(Uuid::from_bytes(rng.r#gen()));
         }
-        batch.extend_from_slice(&(-1_i16).to_be_bytes());
         batches.push(batch);
     }
     batches
 }
 
-/// A batch of binary `COPY` data.
-trait CopyBatch: Send + Sync + 'static {
-    fn parts(&self) -> impl Iterator<Item = &[u8]> + Send;
-}
-
-impl CopyBatch for CopyRows {
-    fn parts(&self) -> impl Iterator<Item = &[u8]> + Send {
-        self.finished()
-    }
-}
-
-impl CopyBatch for Vec<u8> {
-    fn parts(&self) -> impl Iterator<Item = &[u8]> + Send {
-        std::iter::once(self.as_slice())
-    }
-}
-
 /// `streams` connections run `statement` (a `COPY … FROM STDIN`) for the
 /// batches, each taking the next one left; answers the time and the CPU used
 /// (measured while the connections, and so their server processes, are open).
-async fn raw_copy<B: CopyBatch>(
+async fn raw_copy(
     db: &TestDatabase,
     statement: &str,
-    batches: Arc<Vec<B>>,
+    batches: Arc<Vec<CopyRows>>,
     streams: usize,
 ) -> Result<(Duration, Usage)> {
     let mut connections = Vec::new();
@@ -1441,7 +1421,7 @@ async fn raw_copy<B: CopyBatch>(
         tasks.spawn(async move {
             while let Some(batch) = batches.get(next.fetch_add(1, Ordering::Relaxed)) {
                 let mut copy = conn.copy_in_raw(&statement).await?;
-                for part in batch.parts() {
+                for part in batch.finished() {
                     copy.send(part).await?;
                 }
                 copy.finish().await?;

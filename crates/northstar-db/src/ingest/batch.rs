@@ -31,7 +31,6 @@ struct Part {
     rows: u64,
     duplicates_in_batch: u64,
     identify: bool,
-    group: bool,
     alias: bool,
     rejected: BTreeMap<String, u64>,
 }
@@ -65,9 +64,8 @@ impl Batch {
         part.rows += 1;
         match row.kind {
             MessageType::Identify => part.identify = true,
-            MessageType::Group => part.group = true,
             MessageType::Alias => part.alias = true,
-            MessageType::Track | MessageType::Page | MessageType::Screen => {}
+            MessageType::Group | MessageType::Track | MessageType::Page | MessageType::Screen => {}
         }
         self.earliest = Some(self.earliest.map_or(row.time, |t| t.min(row.time)));
         self.latest = Some(self.latest.map_or(row.time, |t| t.max(row.time)));

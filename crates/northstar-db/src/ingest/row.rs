@@ -80,7 +80,8 @@ pub const EVENTS_COLUMNS: &str = "tenant_id, time, message_id, type, event, user
 
 /// Rows in `COPY`'s binary format: no text to escape on our side, no
 /// dates or UUIDs to parse on the server's. Start with [`CopyRows::new`]
-/// (the header), append rows, send [`CopyRows::finished`].
+/// (the header), append rows ([`EventRow::encode`], or
+/// [`CopyRows::start_row`] and its fields), send [`CopyRows::finished`].
 #[derive(Debug, Clone)]
 pub struct CopyRows {
     data: Vec<u8>,
@@ -120,7 +121,8 @@ impl CopyRows {
         [self.data.as_slice(), Self::TRAILER].into_iter()
     }
 
-    fn fields(&mut self, count: i16) {
+    /// Starts a row of `count` fields; exactly that many must follow.
+    pub fn start_row(&mut self, count: i16) {
         self.data.extend_from_slice(&count.to_be_bytes());
     }
 
@@ -142,7 +144,8 @@ impl CopyRows {
         self.data.extend_from_slice(&(-1_i32).to_be_bytes());
     }
 
-    fn uuid(&mut self, value: Uuid) {
+    /// Appends a `uuid` field.
+    pub fn uuid(&mut self, value: Uuid) {
         self.bytes(value.as_bytes());
     }
 
@@ -167,7 +170,7 @@ impl EventRow {
     }
 
     fn encode_columns(&self, hash: Option<Uuid>, out: &mut CopyRows) {
-        out.fields(if hash.is_some() { 14 } else { 13 });
+        out.start_row(if hash.is_some() { 14 } else { 13 });
         out.uuid(self.tenant_id);
         out.timestamp(self.time);
         out.text(Some(&self.message_id));

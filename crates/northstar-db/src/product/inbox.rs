@@ -61,15 +61,16 @@ impl RollupWorker {
         )
     }
 
-    /// Applies up to `chunk_rows` of the tenant's inbox rows in one
-    /// transaction; answers how many it applied (0: the inbox is empty).
-    pub async fn apply_chunk(&mut self, tenant_id: Uuid, chunk_rows: i64) -> Result<u64, DbError> {
+    /// Applies the tenant's oldest inbox rows holding about `chunk_calls`
+    /// calls (whole rows, at least one) in one transaction; answers how many
+    /// calls it applied (0: the inbox is empty).
+    pub async fn apply_chunk(&mut self, tenant_id: Uuid, chunk_calls: i64) -> Result<u64, DbError> {
         let mut tx = self.conn.begin().await?;
         sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
             .bind(tenant_id.to_string())
             .execute(&mut *tx)
             .await?;
-        let applied = maintain::apply_calls(&mut tx, tenant_id, Calls::Inbox(chunk_rows)).await?;
+        let applied = maintain::apply_calls(&mut tx, tenant_id, Calls::Inbox(chunk_calls)).await?;
         tx.commit().await?;
         Ok(applied)
     }

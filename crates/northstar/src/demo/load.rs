@@ -30,14 +30,14 @@ use tokio::{
 };
 use uuid::Uuid;
 
+use crate::ingest::rollup_worker;
+
 use super::company::{Company, CompanyShape, ONBOARDING_STEPS, SIGNUP_EVENT};
 
 /// Rows per batch written (one `COPY`, one commit), as ingestion's default.
 const BATCH_ROWS: u64 = 5_000;
 /// Concurrent batch writers (connections), as ingestion's default.
 const EVENT_WRITERS: usize = 2;
-/// Inbox rows the rollup worker applies per transaction.
-const ROLLUP_CHUNK_ROWS: i64 = 50_000;
 /// How long the rollup worker waits when the inbox is empty.
 const ROLLUP_IDLE: Duration = Duration::from_millis(200);
 /// Batches generated ahead of the writers.
@@ -280,7 +280,9 @@ async fn apply_rollups(
     loop {
         let done = *written_all.borrow();
         let started = Instant::now();
-        let applied = worker.apply_chunk(tenant_id, ROLLUP_CHUNK_ROWS).await?;
+        let applied = worker
+            .apply_chunk(tenant_id, rollup_worker::CHUNK_CALLS)
+            .await?;
         if applied > 0 {
             spent += started.elapsed();
             chunks += 1;

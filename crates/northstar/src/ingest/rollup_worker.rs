@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 /// Inbox calls applied in one transaction (whole writer batches, so a
 /// chunk may hold a batch more).
-pub const CHUNK_ROWS: i64 = 50_000;
+pub const CHUNK_CALLS: i64 = 50_000;
 
 /// Runs until `stopping` turns true, connecting with `options`.
 pub(super) async fn run(
@@ -67,11 +67,11 @@ async fn apply_pending(
                 if work.rebuild {
                     worker.rebuild_requested(work.tenant_id).await?;
                 }
-                worker.apply_chunk(work.tenant_id, CHUNK_ROWS).await
+                worker.apply_chunk(work.tenant_id, CHUNK_CALLS).await
             }
             .await;
             match applied {
-                Ok(calls) => more |= calls >= CHUNK_ROWS.unsigned_abs(),
+                Ok(calls) => more |= calls >= CHUNK_CALLS.unsigned_abs(),
                 Err(err @ DbError::Unavailable(_)) => return Err(err),
                 Err(err) => {
                     tracing::error!(tenant_id = %work.tenant_id, error = ?err, "could not apply the rollup inbox");
