@@ -1,7 +1,10 @@
 //! A batch of encoded rows from many tenants, and the writer that stores it
 //! in one transaction.
 
-use std::collections::{BTreeMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Datelike, Utc};
 use sqlx::{Connection, PgConnection, postgres::PgConnectOptions};
@@ -110,10 +113,13 @@ impl Batch {
 /// A dedicated connection that writes batches. It owns a temporary staging
 /// table (rows are COPYed there: PostgreSQL refuses COPY FROM into a table
 /// with row level security) and `ingest_identities`, and remembers which
-/// monthly partitions exist.
+/// monthly partitions exist and which tenants recently repeated a stored
+/// message id.
 pub struct BatchWriter {
     conn: PgConnection,
     months: HashSet<i32>,
+    /// Tenants whose rows repeated a stored message id, and when they last did.
+    repeating: HashMap<Uuid, Instant>,
 }
 
 /// The writers' `application_name`.
@@ -158,12 +164,18 @@ const IDENTITIES: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS ingest_identities
 /// [`inbox`](crate::product::inbox) row what the product rollups read of
 /// them (track, page and screen calls, with `properties` for ticket events
 /// only; identify calls with both ids; alias calls), and in `ingest_identities`
-/// the identify, group and alias calls; answers how many were new.
-const STORE_EVENTS: &str = "
+/// the identify, group and alias calls; answers how many were new. The
+/// argument ends the insert into `event_message_ids`: [`STORE_EVENTS`]
+/// skips stored ids, [`STORE_NEW_EVENTS`] fails on one.
+macro_rules! store_events {
+    ($on_conflict:literal) => {
+        concat!(
+            "
 WITH fresh AS (
     INSERT INTO event_message_ids (tenant_id, message_hash)
-    SELECT tenant_id, message_hash FROM ingest_staging WHERE tenant_id = $1
-    ON CONFLICT DO NOTHING
+    SELECT tenant_id, message_hash FROM ingest_staging WHERE tenant_id = $1",
+            $on_conflict,
+            "
     RETURNING message_hash
 ), stored AS (
     INSERT INTO events (tenant_id, time, message_id, type, event, user_id, anonymous_id,
@@ -193,7 +205,29 @@ WITH fresh AS (
     FROM stored
     WHERE type IN ('identify', 'group', 'alias')
 )
-SELECT count(*) FROM stored";
+SELECT count(*) FROM stored"
+        )
+    };
+}
+
+/// [`store_events!`] for a tenant that recently repeated a stored message
+/// id: the `ON CONFLICT` clause checks each id before inserting it.
+const STORE_EVENTS: &str = store_events!("\n    ON CONFLICT DO NOTHING");
+
+/// [`store_events!`] for the usual batch, whose ids are all new: a plain
+/// insert probes the index once per id where `ON CONFLICT` probes it twice
+/// (5 % of the writers' time), and an id already stored fails the
+/// statement with [`DEDUPE_KEY`], so the writer redoes the batch with
+/// [`STORE_EVENTS`] for that tenant.
+const STORE_NEW_EVENTS: &str = store_events!("");
+
+/// The unique index a repeated message id violates.
+const DEDUPE_KEY: &str = "event_message_ids_pkey";
+
+/// How long a tenant whose rows repeated a stored message id keeps the
+/// `ON CONFLICT` path: retries come in bursts (an SDK's queue replayed after
+/// a timeout), and each failed plain insert costs a redone batch.
+const REPEAT_MEMORY: Duration = Duration::from_secs(300);
 
 /// Identify with both ids: the anonymous id counts as the user from now on
 /// (the first user it is identified as wins).
@@ -307,6 +341,7 @@ impl BatchWriter {
         Ok(BatchWriter {
             conn,
             months: HashSet::new(),
+            repeating: HashMap::new(),
         })
     }
 
@@ -320,22 +355,45 @@ impl BatchWriter {
                 self.months.extend(months);
             }
         }
-        let written = self.write_transaction(batch).await;
-        if let Err(DbError::Other(sqlx::Error::Database(err))) = &written
-            && err.code().as_deref() == Some("23514")
-        {
-            // No partition for a row: one was dropped since we looked.
-            self.months.clear();
+        let now = Instant::now();
+        self.repeating
+            .retain(|_, last| now.duration_since(*last) < REPEAT_MEMORY);
+        loop {
+            match self.write_transaction(batch).await {
+                // Each redo moves one more tenant to the `ON CONFLICT` path,
+                // so this ends.
+                Ok(Attempt::Repeated(tenant_id)) => {
+                    self.repeating.insert(tenant_id, Instant::now());
+                }
+                Ok(Attempt::Written(outcomes)) => {
+                    for outcome in &outcomes {
+                        if outcome.stored_before > 0 {
+                            self.repeating
+                                .insert(outcome.outcome.tenant_id, Instant::now());
+                        }
+                    }
+                    return Ok(outcomes.into_iter().map(|o| o.outcome).collect());
+                }
+                Err(err) => {
+                    if err.sqlstate().as_deref() == Some("23514") {
+                        // No partition for a row: one was dropped since we looked.
+                        self.months.clear();
+                    }
+                    return Err(err);
+                }
+            }
         }
-        written
     }
 
-    async fn write_transaction(&mut self, batch: &Batch) -> Result<Vec<TenantOutcome>, DbError> {
+    async fn write_transaction(&mut self, batch: &Batch) -> Result<Attempt, DbError> {
         // Owned copies, so nothing borrowed from `batch` is held across an await.
         let plans: Vec<(Uuid, PartPlan)> = batch
             .parts
             .iter()
-            .map(|(&tenant_id, part)| (tenant_id, PartPlan::of(part)))
+            .map(|(&tenant_id, part)| {
+                let repeating = self.repeating.contains_key(&tenant_id);
+                (tenant_id, PartPlan::of(part, repeating))
+            })
             .collect();
         let copy = format!("COPY ingest_staging ({COLUMNS}) FROM STDIN WITH (FORMAT binary)");
         let mut tx = self.conn.begin().await?;
@@ -348,10 +406,16 @@ impl BatchWriter {
         }
         let mut outcomes = Vec::with_capacity(plans.len());
         for (tenant_id, plan) in plans {
-            outcomes.push(store_part(&mut tx, tenant_id, plan).await?);
+            match store_part(&mut tx, tenant_id, plan).await? {
+                Some(outcome) => outcomes.push(outcome),
+                None => {
+                    tx.rollback().await?;
+                    return Ok(Attempt::Repeated(tenant_id));
+                }
+            }
         }
         tx.commit().await?;
-        Ok(outcomes)
+        Ok(Attempt::Written(outcomes))
     }
 
     /// Closes the connection.
@@ -360,8 +424,27 @@ impl BatchWriter {
     }
 }
 
+/// How one attempt at writing a batch ended.
+enum Attempt {
+    /// Committed.
+    Written(Vec<PartOutcome>),
+    /// Rolled back: a row of this tenant, stored with the plain insert,
+    /// repeated a stored message id.
+    Repeated(Uuid),
+}
+
+/// What a committed batch did for one tenant, and how many of its rows
+/// repeated a message id stored by an earlier batch.
+struct PartOutcome {
+    outcome: TenantOutcome,
+    stored_before: u64,
+}
+
 /// What to do for one tenant of a batch.
 struct PartPlan {
+    /// Whether the tenant recently repeated a stored message id: its rows
+    /// are deduplicated with `ON CONFLICT` rather than assumed new.
+    repeating: bool,
     rows: u64,
     duplicates_in_batch: u64,
     statements: Vec<&'static str>,
@@ -371,7 +454,7 @@ struct PartPlan {
 }
 
 impl PartPlan {
-    fn of(part: &Part) -> Self {
+    fn of(part: &Part, repeating: bool) -> Self {
         let mut statements = Vec::new();
         if part.identify {
             statements.extend([LINK_ANONYMOUS_IDS, FLATTEN_LINKS]);
@@ -380,6 +463,7 @@ impl PartPlan {
             statements.push(APPLY_ALIASES);
         }
         let mut plan = PartPlan {
+            repeating,
             rows: part.rows,
             duplicates_in_batch: part.duplicates_in_batch,
             statements,
@@ -396,32 +480,47 @@ impl PartPlan {
     }
 }
 
-/// Stores one tenant's rows from the staging table under its RLS context.
+/// Stores one tenant's rows from the staging table under its RLS context;
+/// answers `None`, with the transaction failed, if a row assumed new
+/// repeated a stored message id.
 async fn store_part(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     mut plan: PartPlan,
-) -> Result<TenantOutcome, DbError> {
+) -> Result<Option<PartOutcome>, DbError> {
     sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
         .bind(tenant_id.to_string())
         .execute(&mut *conn)
         .await?;
+    let statement = if plan.repeating {
+        STORE_EVENTS
+    } else {
+        STORE_NEW_EVENTS
+    };
     let stored: i64 = if plan.rows > 0 {
-        sqlx::query_scalar(STORE_EVENTS)
+        match sqlx::query_scalar(statement)
             .bind(tenant_id)
             .fetch_one(&mut *conn)
-            .await?
+            .await
+            .map_err(DbError::from)
+        {
+            Err(DbError::UniqueViolation { constraint }) if constraint == DEDUPE_KEY => {
+                return Ok(None);
+            }
+            stored => stored?,
+        }
     } else {
         0
     };
     let stored = stored.unsigned_abs();
+    let stored_before = plan.rows - stored;
     for statement in std::mem::take(&mut plan.statements) {
         sqlx::query(statement)
             .bind(tenant_id)
             .execute(&mut *conn)
             .await?;
     }
-    let duplicates = plan.rows - stored + plan.duplicates_in_batch;
+    let duplicates = stored_before + plan.duplicates_in_batch;
     plan.outcomes.extend(["stored", "duplicate"]);
     plan.reasons.extend([String::new(), String::new()]);
     plan.counts.extend([to_i64(stored), to_i64(duplicates)]);
@@ -432,11 +531,14 @@ async fn store_part(
         .bind(plan.counts)
         .execute(&mut *conn)
         .await?;
-    Ok(TenantOutcome {
-        tenant_id,
-        stored,
-        duplicates,
-    })
+    Ok(Some(PartOutcome {
+        outcome: TenantOutcome {
+            tenant_id,
+            stored,
+            duplicates,
+        },
+        stored_before,
+    }))
 }
 
 /// `year * 12 + month0`: consecutive months are consecutive numbers.

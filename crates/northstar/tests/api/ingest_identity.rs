@@ -1,5 +1,6 @@
 //! What identify, group and alias do beyond being stored, and that a retried
-//! message is stored once however it is retried.
+//! message is stored once however it is retried, even in a batch the writer
+//! has to redo.
 
 use axum::http::StatusCode;
 use chrono::{Duration, Utc};
@@ -190,6 +191,109 @@ async fn a_retried_message_is_stored_once_however_it_is_retried() {
         .await;
     assert_eq!(stats.body["stored"], 3);
     assert_eq!(stats.body["duplicate"], 2 + 1 + 7);
+}
+
+/// The writer assumes a batch's ids are new; when a tenant's rows repeat
+/// a stored id, it redoes the whole batch deduplicating that tenant, and
+/// the batch's other rows and counts are neither lost nor counted twice.
+#[tokio::test]
+async fn a_batch_repeating_stored_ids_is_redone_without_loss_or_double_counts() {
+    use northstar_db::ingest::{Batch, BatchWriter, EventRow, MessageType, TenantOutcome};
+
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let globex = app.tenant("globex").await;
+    let row = |tenant_id, message_id: &str| EventRow {
+        tenant_id,
+        time: Utc::now() - Duration::minutes(5),
+        message_id: message_id.to_owned(),
+        kind: MessageType::Track,
+        event: Some("Report Exported".to_owned()),
+        user_id: Some("u".to_owned()),
+        anonymous_id: None,
+        group_id: None,
+        previous_id: None,
+        properties: Some(r#"{"format":"csv"}"#.to_owned()),
+        context: None,
+        received_at: Utc::now(),
+        sent_at: None,
+    };
+    let batch = |rows: &[EventRow]| {
+        let mut batch = Batch::new();
+        for row in rows {
+            batch.push(row);
+        }
+        batch
+    };
+    let outcome = |tenant_id, stored, duplicates| TenantOutcome {
+        tenant_id,
+        stored,
+        duplicates,
+    };
+    let mut writer = BatchWriter::connect(&app.db.app_options())
+        .await
+        .expect("writer");
+    let first = writer.write(&batch(&[row(acme.id, "a1")])).await;
+    assert_eq!(first.expect("first batch"), [outcome(acme.id, 1, 0)]);
+
+    // globex's new row shares the batch with acme's repeat: both tenants'
+    // rows are written once the batch is redone.
+    let mixed = batch(&[row(globex.id, "g1"), row(acme.id, "a1"), row(acme.id, "a2")]);
+    let mut outcomes = writer.write(&mixed).await.expect("mixed batch");
+    outcomes.sort_by_key(|o| o.tenant_id != acme.id);
+    assert_eq!(outcomes, [outcome(acme.id, 1, 1), outcome(globex.id, 1, 0)]);
+
+    // acme now deduplicates up front: a repeat and a new id in one go.
+    let again = batch(&[row(acme.id, "a2"), row(acme.id, "a3")]);
+    let outcomes = writer.write(&again).await.expect("third batch");
+    assert_eq!(outcomes, [outcome(acme.id, 1, 1)]);
+    writer.close().await;
+
+    let stored = app
+        .rows(
+            "SELECT t.slug, e.message_id, count(*) AS n
+             FROM events e JOIN tenants t ON t.id = e.tenant_id GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .await;
+    assert_eq!(
+        stored,
+        [
+            json!({"slug": "acme", "message_id": "a1", "n": 1}),
+            json!({"slug": "acme", "message_id": "a2", "n": 1}),
+            json!({"slug": "acme", "message_id": "a3", "n": 1}),
+            json!({"slug": "globex", "message_id": "g1", "n": 1}),
+        ]
+    );
+    let counters = app
+        .rows(
+            "SELECT t.slug, c.outcome, sum(c.count)::int AS n
+             FROM ingest_counters c JOIN tenants t ON t.id = c.tenant_id
+             WHERE c.count > 0 GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .await;
+    assert_eq!(
+        counters,
+        [
+            json!({"slug": "acme", "outcome": "duplicate", "n": 2}),
+            json!({"slug": "acme", "outcome": "stored", "n": 3}),
+            json!({"slug": "globex", "outcome": "stored", "n": 1}),
+        ]
+    );
+    app.rollups_applied().await;
+    let exported = app
+        .rows(
+            "SELECT t.slug, sum(c.count)::int AS n FROM event_counts c
+             JOIN tenants t ON t.id = c.tenant_id WHERE c.name = 'Report Exported'
+             GROUP BY 1 ORDER BY 1",
+        )
+        .await;
+    assert_eq!(
+        exported,
+        [
+            json!({"slug": "acme", "n": 3}),
+            json!({"slug": "globex", "n": 1})
+        ]
+    );
 }
 
 /// Two writers aliasing the same previous id at once: the second waits for
