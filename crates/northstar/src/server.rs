@@ -10,6 +10,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::net::TcpListener;
 
 use crate::{
+    auth::passwords::Passwords,
     build_router,
     config::{DatabaseConfig, ServerConfig},
     demo, jobs,
@@ -61,14 +62,15 @@ pub async fn run(
         )
         .await
         .context("connecting as northstar_app")?;
-        let (state, writers) = AppState::new(pool, settings)?;
+        let passwords = Passwords::new()?;
         let listener = TcpListener::bind(server.bind)
             .await
             .with_context(|| format!("binding NORTHSTAR_BIND={}", server.bind))?;
         if let Some(options) = demo {
-            demo::provision(&state, options).await?;
-            demo::print_welcome(&state.settings.public_origin, options);
+            demo::provision(&pool, &passwords, options).await?;
+            demo::print_welcome(&settings.public_origin, options);
         }
+        let (state, writers) = AppState::new(pool, settings, passwords);
         let housekeeping = spawn_housekeeping(&state);
         let jobs = jobs::spawn_runner(state.pool.clone());
         tracing::info!(address = %server.bind, public_origin = %state.settings.public_origin, "serving");

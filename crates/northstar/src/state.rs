@@ -31,12 +31,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over `pool` with `settings`, and the ingestion writers it
-    /// started (connecting like `pool`); drain them after serving.
-    pub fn new(
-        pool: PgPool,
-        settings: HttpSettings,
-    ) -> Result<(Self, Writers), crate::auth::passwords::HashError> {
+    /// State over `pool` with `settings` and `passwords`, and the ingestion
+    /// writers it started (connecting like `pool`); drain them after serving.
+    pub fn new(pool: PgPool, settings: HttpSettings, passwords: Passwords) -> (Self, Writers) {
         let options = pool.connect_options().as_ref().clone();
         let (pipeline, writers) = Pipeline::start(options, &settings.ingest.pipeline);
         let ingest = Ingest {
@@ -47,10 +44,10 @@ impl AppState {
         let state = AppState {
             pool,
             settings: Arc::new(settings),
-            passwords: Passwords::new()?,
+            passwords,
             login_throttle: Arc::new(LoginThrottle::default()),
             ingest,
         };
-        Ok((state, writers))
+        (state, writers)
     }
 }

@@ -5,7 +5,9 @@ use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context, Result};
 use northstar::{
-    AppState, build_router,
+    AppState,
+    auth::passwords::Passwords,
+    build_router,
     config::HttpSettings,
     ingest::{IngestSettings, pipeline::Writers},
 };
@@ -65,7 +67,8 @@ impl ServedApp {
             session_max: Duration::from_secs(7 * 24 * 3600),
             ingest,
         };
-        let (state, writers) = AppState::new(pool, settings).context("app state")?;
+        let passwords = Passwords::new().context("password hasher")?;
+        let (state, writers) = AppState::new(pool, settings, passwords);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(
             axum::serve(

@@ -11,8 +11,9 @@ pub mod load;
 use anyhow::Context;
 use chrono::Utc;
 use northstar_db::{audit::Actor, provisioning::ProvisionOutcome, tenants, users};
+use sqlx::PgPool;
 
-use crate::{provision::NewTenant, state::AppState};
+use crate::{auth::passwords::Passwords, provision::NewTenant};
 use company::{CompanyShape, Market};
 
 /// The demo's settings.
@@ -80,10 +81,17 @@ const TENANTS: &[DemoTenant] = &[
 ];
 
 /// Provisions the demo tenants and accounts, idempotently, then loads a
-/// company into each demo tenant without billing data.
-pub async fn provision(state: &AppState, options: &DemoOptions) -> anyhow::Result<()> {
-    let hash = state.passwords.hash(&options.demo_password).await?;
-    let mut conn = state.pool.acquire().await?;
+/// company into each demo tenant without billing data. Run it before the
+/// server's ingestion pipeline starts: the loader applies the rollup inbox
+/// with its own worker, and a second worker would wait on the same
+/// tenant's lock.
+pub async fn provision(
+    pool: &PgPool,
+    passwords: &Passwords,
+    options: &DemoOptions,
+) -> anyhow::Result<()> {
+    let hash = passwords.hash(&options.demo_password).await?;
+    let mut conn = pool.acquire().await?;
     let (admin, _) =
         users::find_or_create(&mut conn, SUPERADMIN_EMAIL, "Demo super-admin", Some(&hash)).await?;
     users::set_password(&mut *conn, admin.id, &hash).await?;
@@ -109,7 +117,7 @@ pub async fn provision(state: &AppState, options: &DemoOptions) -> anyhow::Resul
             owner_password: Some(options.demo_password.clone()),
             plan: Some("growth".into()),
         };
-        let outcome = crate::provision::provision(&state.pool, &state.passwords, &request, &actor)
+        let outcome = crate::provision::provision(pool, passwords, &request, &actor)
             .await
             .map_err(|err| anyhow::anyhow!("{err}"))
             .with_context(|| format!("provisioning demo tenant {slug}"))?;
@@ -119,30 +127,30 @@ pub async fn provision(state: &AppState, options: &DemoOptions) -> anyhow::Resul
                 println!("Write key for {slug}: {}", done.write_key.secret);
             }
             ProvisionOutcome::AlreadyExists(_) => {
-                let owner = users::find_by_email(&state.pool, owner_email)
+                let owner = users::find_by_email(pool, owner_email)
                     .await?
                     .context("demo owner missing")?;
-                users::set_password(&state.pool, owner.id, &hash).await?;
+                users::set_password(pool, owner.id, &hash).await?;
             }
             ProvisionOutcome::SlugTaken => {
                 anyhow::bail!("slug {slug} belongs to a tenant that is not the demo's")
             }
         }
     }
-    load_companies(state, options).await
+    load_companies(pool, options).await
 }
 
 /// Loads a generated company into every demo tenant that has no billing
 /// customer yet, and prints what each load stored.
-async fn load_companies(state: &AppState, options: &DemoOptions) -> anyhow::Result<()> {
+async fn load_companies(pool: &PgPool, options: &DemoOptions) -> anyhow::Result<()> {
     if options.customers == 0 {
         return Ok(());
     }
     for DemoTenant { slug, market, .. } in TENANTS {
-        let tenant_id = tenants::platform_id_by_slug(&state.pool, slug)
+        let tenant_id = tenants::platform_id_by_slug(pool, slug)
             .await?
             .with_context(|| format!("demo tenant {slug} missing"))?;
-        if load::has_billing(&state.pool, tenant_id).await? {
+        if load::has_billing(pool, tenant_id).await? {
             continue;
         }
         let shape = CompanyShape {
@@ -157,7 +165,7 @@ async fn load_companies(state: &AppState, options: &DemoOptions) -> anyhow::Resu
             shape.customers, shape.days
         );
         let stats = load::load_company(
-            &state.pool,
+            pool,
             tenant_id,
             &shape,
             tenant_seed(slug, options.seed),

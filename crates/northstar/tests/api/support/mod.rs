@@ -24,7 +24,10 @@ use governor::Quota;
 use http_body_util::BodyExt;
 use northstar::{
     AppState,
-    auth::throttle::{self, LoginThrottle},
+    auth::{
+        passwords::Passwords,
+        throttle::{self, LoginThrottle},
+    },
     build_router,
     config::HttpSettings,
     ingest::{
@@ -144,7 +147,8 @@ impl TestApp {
     /// The app with custom settings.
     pub async fn spawn_with(settings: HttpSettings) -> Self {
         let db = TestDatabase::create().await;
-        let (mut state, writers) = AppState::new(db.app_pool().clone(), settings).expect("state");
+        let passwords = Passwords::new().expect("password hasher");
+        let (mut state, writers) = AppState::new(db.app_pool().clone(), settings, passwords);
         state.login_throttle = std::sync::Arc::new(slow_refill_throttle());
         let router = build_router(state.clone());
         TestApp {
