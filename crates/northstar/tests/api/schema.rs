@@ -30,6 +30,11 @@ const GLOBAL_UNIQUE_INDEXES: &[(&str, &str)] = &[
     ("tenants", "tenants_slug_key"),
 ];
 
+/// Tenant tables without a primary key by design, each of whose indexes
+/// must lead with the tenant column instead: `events` is append-only and
+/// its dedupe key lives in `event_message_ids` (ADR 0015).
+const KEYLESS_TABLES: &[&str] = &["events"];
+
 /// Predefined roles whose membership grants data access past the grants.
 const BROAD_PREDEFINED_ROLES: &[&str] = &[
     "pg_read_all_data",
@@ -81,6 +86,34 @@ type PolicyRow = (String, String, bool, Option<String>, Option<String>, bool);
 
 /// What a tenant-scoped table lacks: forced RLS, a tenant policy for every
 /// command, and keys that lead with (or include) the tenant column.
+/// The indexes of a table without a primary key that do not lead with its
+/// tenant column, or the lack of any index.
+async fn keyless_index_violations(
+    conn: &mut PgConnection,
+    name: &str,
+    column: &str,
+) -> Vec<String> {
+    let firsts: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT ic.relname::text,
+                (SELECT a.attname::text FROM pg_attribute a
+                 WHERE a.attrelid = i.indrelid AND a.attnum = i.indkey[0])
+         FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+         WHERE i.indrelid = $1::regclass ORDER BY 1",
+    )
+    .bind(name)
+    .fetch_all(&mut *conn)
+    .await
+    .expect("read indexes");
+    if firsts.is_empty() {
+        return vec![format!("{name}: has neither a primary key nor an index")];
+    }
+    firsts
+        .into_iter()
+        .filter(|(_, first)| first.as_deref() != Some(column))
+        .map(|(index, _)| format!("{name}: index {index} does not lead with {column}"))
+        .collect()
+}
+
 async fn tenant_table_violations(conn: &mut PgConnection) -> Vec<String> {
     let tables = tenant_tables(conn).await;
     let tenant_names: Vec<(&str, &str)> = tables
@@ -163,6 +196,9 @@ async fn tenant_table_violations(conn: &mut PgConnection) -> Vec<String> {
         .await
         .expect("read the primary key");
         match primary_first {
+            None if KEYLESS_TABLES.contains(&name) => {
+                violations.extend(keyless_index_violations(conn, name, column).await);
+            }
             None => violations.push(format!("{name}: has no primary key")),
             Some(first) if first.as_deref() != Some(column) => violations.push(format!(
                 "{name}: {column} is not the first column of the primary key (it starts with {})",
@@ -641,6 +677,8 @@ async fn the_guard_reports_a_careless_migration() {
         SELECT enable_tenant_isolation('trail');
         CREATE TABLE trail_0 PARTITION OF trail FOR VALUES WITH (MODULUS 1, REMAINDER 0);
         GRANT SELECT ON trail_0 TO {APP_ROLE};
+        -- Keyless by design, but given an index that does not lead with tenant_id.
+        CREATE INDEX events_type_idx ON events (type);
         -- A view that reads tenant rows with its owner's rights.
         CREATE VIEW member_counts AS SELECT tenant_id, count(*) FROM memberships GROUP BY 1;
         GRANT SELECT ON member_counts TO {APP_ROLE};
@@ -677,6 +715,7 @@ async fn the_guard_reports_a_careless_migration() {
             "gadgets: row level security is not forced",
             "gadgets: no permissive policy FOR ALL",
             "gadgets: permissive policy everyone has a USING clause",
+            "events: index events_type_idx does not lead with tenant_id",
         ],
     );
     for sound in [
@@ -685,7 +724,6 @@ async fn the_guard_reports_a_careless_migration() {
         "api_keys:",
         "audit_log:",
         "trail:",
-        "events:",
     ] {
         assert!(
             !tables.iter().any(|v| v.starts_with(sound)),
@@ -695,6 +733,12 @@ async fn the_guard_reports_a_careless_migration() {
     assert!(
         !tables.iter().any(|v| v.contains("widgets_tenant_id_fkey")),
         "a foreign key that includes tenant_id was reported: {tables:#?}"
+    );
+    assert!(
+        !tables
+            .iter()
+            .any(|v| v.starts_with("events:") && !v.contains("events_type_idx")),
+        "the guard blames events for more than its careless index: {tables:#?}"
     );
 
     let bypass = bypass_path_violations(&mut admin).await;
